@@ -1,0 +1,7 @@
+"""Floor 2: what watches a run (MLflow artifacts, plots, the logged model)."""
+
+from callbacks.composition_model import LogCompositionModel
+from callbacks.mlflow_run import MLflowRunInfo, MLflowSaveConfig
+from callbacks.regression_plots import RegressionPlots
+
+__all__ = ["LogCompositionModel", "MLflowRunInfo", "MLflowSaveConfig", "RegressionPlots"]

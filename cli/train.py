@@ -1,0 +1,91 @@
+"""``make train TASK=<name>``: fit, test on the best checkpoint, log it all to MLflow.
+
+One config system: LightningCLI reads ``configs/defaults.yaml`` and
+``configs/tasks/<TASK>.yaml`` (and any ``--config`` after them); every option
+can be overridden on the command line (``--trainer.max_epochs=3``). A run that
+raises is marked FAILED in MLflow (KILLED when interrupted), never left RUNNING.
+Resume a killed run with ``--ckpt_path last``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("MLFLOW_TRACKING_URI", "sqlite:///mlruns/mlflow.db")
+
+from lightning.pytorch.cli import LightningCLI  # noqa: E402
+from lightning.pytorch.loggers import MLFlowLogger  # noqa: E402
+
+from callbacks.mlflow_run import MLflowSaveConfig  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+TASKS = REPO / "configs" / "tasks"
+
+
+def known_tasks() -> list[str]:
+    return sorted(p.stem for p in TASKS.glob("*.yaml"))
+
+
+class TaskCLI(LightningCLI):
+    """LightningCLI with the data-decided sizes linked into the net."""
+
+    def add_arguments_to_parser(self, parser):
+        parser.link_arguments("data.n_features", "model.init_args.net.init_args.n_features", apply_on="instantiate")
+        parser.add_argument("--ckpt_path", type=str | None, default=None,
+                            help="resume fitting from this checkpoint ('last' = the task's last.ckpt)")
+        parser.add_argument("--test_after_fit", type=bool, default=True, help="test the best checkpoint after fitting")
+
+    def before_instantiate_classes(self):
+        """Put checkpoints under ``outputs/<experiment>/checkpoints`` (so ``--ckpt_path last``
+        finds them) and create the folder of a SQLite MLflow store."""
+        trainer = self.config.trainer
+        loggers = trainer.logger if isinstance(trainer.logger, list) else [trainer.logger]
+        logger_args = [lg.init_args for lg in loggers if getattr(lg, "init_args", None) is not None]
+        task = next((a.experiment_name for a in logger_args if a.get("experiment_name")), "run")
+        for args in logger_args:
+            uri = args.get("tracking_uri") or ""
+            if uri.startswith("sqlite:///"):
+                Path(uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+        if not trainer.default_root_dir:
+            trainer.default_root_dir = str(Path("outputs") / task)
+        for cb in trainer.callbacks or []:
+            if cb.class_path.endswith("ModelCheckpoint") and not cb.init_args.get("dirpath"):
+                cb.init_args.dirpath = str(Path(trainer.default_root_dir) / "checkpoints")
+
+
+def _mark(cli: TaskCLI, status: str) -> None:
+    for logger in cli.trainer.loggers:
+        if isinstance(logger, MLFlowLogger) and logger._initialized:
+            logger.experiment.set_terminated(logger.run_id, status)
+
+
+def main(args: list[str] | None = None) -> TaskCLI:
+    cli = TaskCLI(
+        model_class=None, datamodule_class=None, subclass_mode_model=True, subclass_mode_data=True,
+        save_config_callback=MLflowSaveConfig, save_config_kwargs={"overwrite": True},
+        run=False, args=args, parser_kwargs={"default_env": False},
+    )
+    try:
+        cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=cli.config.ckpt_path)
+        if cli.trainer.interrupted:
+            _mark(cli, "KILLED")
+            return cli
+        if cli.config.test_after_fit:
+            best = None if cli.trainer.fast_dev_run else "best"
+            cli.trainer.test(cli.model, datamodule=cli.datamodule, ckpt_path=best)
+    except KeyboardInterrupt:
+        _mark(cli, "KILLED")
+        raise
+    except BaseException:
+        _mark(cli, "FAILED")
+        raise
+    return cli
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--list-tasks":
+        print("\n".join(known_tasks()))
+        sys.exit(0)
+    main()

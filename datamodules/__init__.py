@@ -1,0 +1,1 @@
+"""Floor 2: one LightningDataModule per kind of input."""

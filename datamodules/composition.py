@@ -1,0 +1,240 @@
+"""Compositions (OQMD, Materials Project, JARVIS, SSUB, any CSV) as ElemNet or
+IRNet inputs.
+
+``prepare_data`` fetches and verifies the files and caches the parsed element
+fractions (and Magpie attributes) once; ``setup`` only reads the caches, cleans
+and splits (``datamodules.composition_data``) and standardises features with
+training-split statistics, which travel in the checkpoint (``state_dict``) so a
+trained model featurises new formulas the same way.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Literal
+
+import lightning.pytorch as pl
+import numpy as np
+import torch
+
+from datamodules.batches import TensorRows, batch_loader
+from datamodules.composition_data import clean
+from datamodules.sources.readers import read_table
+from datamodules.sources.registry import DATASETS, data_dir, dataset_files, sha256_of
+from materials.composition import parse_compositions
+from materials.elements import N_ELEMENTS
+
+CACHE_VERSION = 1
+FEATURE_WIDTHS = {"fractions": N_ELEMENTS, "magpie": 145}
+
+
+def featurize(fractions: np.ndarray, kind: str) -> np.ndarray:
+    """Input vectors of one kind from (n, 86) element fractions."""
+    if kind == "fractions":
+        return fractions.astype(np.float32)
+    if kind == "magpie":
+        from materials.magpie import magpie_features
+
+        return magpie_features(fractions)
+    raise ValueError(f"unknown features {kind!r}; use one of {sorted(FEATURE_WIDTHS)}")
+
+
+class CompositionDataModule(pl.LightningDataModule):
+    """Element-fraction (ElemNet) or Magpie (IRNet) vectors and a scalar target.
+
+    Args:
+        dataset: a registered dataset (``oqmd_formation_enthalpy``, ``mp_e_form``,
+            ``ssub``, ...) or a path to a user file: CSV with ``formula`` and
+            ``target`` columns, JARVIS ``dft_3d`` JSON, or SSUB-style ``.dat``.
+        split: ``fixed`` (the dataset's published split), ``random``, ``kfold``
+            or ``holdout_system``.
+        train_fraction: use only this seeded share of the training split (a
+            quick CPU run); validation and test are never subsampled.
+        skip_bad_rows: count bad rows in the cleaning report instead of stopping.
+    """
+
+    def __init__(
+        self,
+        dataset: str = "oqmd_formation_enthalpy",
+        features: Literal["fractions", "magpie"] = "fractions",
+        formula_column: str = "formula",
+        target_column: str = "target",
+        split: Literal["fixed", "random", "kfold", "holdout_system"] = "fixed",
+        val_fraction: float = 0.1,
+        test_fraction: float = 0.1,
+        n_folds: int = 10,
+        fold: int = 0,
+        holdout_system: str = "Ti-O",
+        outlier_sigma: float | None = 5.0,
+        train_fraction: float = 1.0,
+        standardize: bool | None = None,
+        skip_bad_rows: bool = False,
+        batch_size: int = 32,
+        eval_batch_size: int = 4096,
+        seed: int = 0,
+    ):
+        super().__init__()
+        if features not in FEATURE_WIDTHS:
+            raise ValueError(f"unknown features {features!r}; use one of {sorted(FEATURE_WIDTHS)}")
+        self.save_hyperparameters()
+        self.standardize = (features == "magpie") if standardize is None else standardize
+        self.feature_mean: torch.Tensor | None = None
+        self.feature_std: torch.Tensor | None = None
+        self.cleaning_report: dict = {}
+        self.splits: dict[str, TensorRows] = {}
+
+    @property
+    def n_features(self) -> int:
+        """Input width, linked into the net by the CLI."""
+        return FEATURE_WIDTHS[self.hparams.features]
+
+    # ----------------------------------------------------------- files, caches
+    def _files(self) -> dict[str, Path]:
+        name = self.hparams.dataset
+        if name in DATASETS:
+            return dataset_files(name)
+        path = Path(name)
+        if not path.exists():
+            raise FileNotFoundError(
+                f"dataset {name!r} is neither a registered dataset ({', '.join(sorted(DATASETS))}) nor a file"
+            )
+        return {"all": path}
+
+    def _cache_path(self, file: Path, digest: str) -> Path:
+        h = self.hparams
+        tag = f"{digest[:16]}-{h.formula_column}-{h.target_column}-{int(h.skip_bad_rows)}-v{CACHE_VERSION}"
+        return data_dir() / "cache" / "compositions" / f"{file.stem}-{tag}.npz"
+
+    def _load_file(self, file: Path) -> dict:
+        """Parsed table of one file, from a verified cache or built once."""
+        digest = sha256_of(file)
+        cache = self._cache_path(file, digest)
+        if cache.exists():
+            try:
+                with np.load(cache, allow_pickle=False) as z:
+                    cached = {k: z[k] for k in z.files}
+                if str(cached["sha256"]) == digest and cached["fractions"].shape[1] == N_ELEMENTS:
+                    cached["problems"] = json.loads(str(cached["problems"]))
+                    return cached
+            except Exception:  # a torn or stale cache is rebuilt, never trusted
+                pass
+        h = self.hparams
+        table = read_table(file, h.formula_column, h.target_column, skip_bad=h.skip_bad_rows)
+        parsed = parse_compositions(table.formulas, str(file), first_row=0, skip_bad=True)
+        bad = [(int(table.rows[r]), v, why) for r, v, why in parsed.problems]
+        if bad and not h.skip_bad_rows:
+            row, value, why = bad[0]
+            more = f" (and {len(bad) - 1} more bad rows; set skip_bad_rows to count them)" if len(bad) > 1 else ""
+            raise ValueError(f"{file}, row {row}: {why}: {value!r}{more}")
+        problems = [(int(r), str(v), why) for r, v, why in table.problems] + bad
+        entry = {
+            "sha256": np.array(digest),
+            "fractions": parsed.fractions,
+            "targets": table.targets[parsed.ok],
+            "rows": table.rows[parsed.ok],
+            "problems": np.array(json.dumps(problems)),
+        }
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_suffix(".part.npz")
+        np.savez(tmp, **entry)
+        tmp.replace(cache)
+        entry["problems"] = problems
+        return entry
+
+    def _features_for(self, file: Path, fractions: np.ndarray) -> np.ndarray:
+        kind = self.hparams.features
+        if kind == "fractions":
+            return fractions
+        cache = self._cache_path(file, sha256_of(file)).with_suffix(f".{kind}.npy")
+        if cache.exists():
+            try:
+                feats = np.load(cache, allow_pickle=False)
+                if feats.shape == (len(fractions), FEATURE_WIDTHS[kind]):
+                    return feats
+            except Exception:
+                pass
+        feats = featurize(fractions, kind)
+        tmp = cache.with_suffix(".part.npy")
+        np.save(tmp, feats)
+        tmp.replace(cache)
+        return feats
+
+    def prepare_data(self) -> None:
+        for file in self._files().values():
+            self._features_for(file, self._load_file(file)["fractions"])
+
+    # ------------------------------------------------------------------ setup
+    def setup(self, stage: str | None = None) -> None:
+        if self.splits:
+            return
+        h = self.hparams
+        files = self._files()
+        parts = {name: self._load_file(f) for name, f in files.items()}
+        fractions = np.concatenate([p["fractions"] for p in parts.values()])
+        feats = np.concatenate([self._features_for(files[n], p["fractions"]) for n, p in parts.items()])
+        targets = np.concatenate([p["targets"] for p in parts.values()])
+        problems = [pr for p in parts.values() for pr in p["problems"]]
+        if h.split == "fixed":
+            if "all" in parts:
+                raise ValueError(f"dataset {h.dataset!r} has no published split; use split: random, kfold or holdout_system")
+            given = np.concatenate([np.full(len(parts[s]["targets"]), i, np.int8) for i, s in enumerate(("train", "val", "test"))])
+        else:
+            given = None
+        split_kwargs = dict(method=h.split, seed=h.seed, val_fraction=h.val_fraction, test_fraction=h.test_fraction,
+                            n_folds=h.n_folds, fold=h.fold, holdout_system=h.holdout_system)
+        keep, split, report = clean(fractions, targets, given, split_kwargs, h.outlier_sigma)
+        if h.train_fraction < 1.0:
+            train_rows = np.flatnonzero(split == 0)
+            rng = np.random.default_rng(h.seed)
+            drop = rng.permutation(train_rows)[int(round(h.train_fraction * len(train_rows))):]
+            mask = np.ones(len(keep), dtype=bool)
+            mask[drop] = False
+            keep, split = keep[mask], split[mask]
+            report["train_subsampled_to"] = int((split == 0).sum())
+        rows_read = sum(len(p["targets"]) for p in parts.values()) + len(problems)
+        self.cleaning_report = {
+            "dataset": h.dataset, "files": {n: str(f) for n, f in files.items()}, "rows_read": rows_read,
+            "dropped_bad_rows": len(problems), "bad_rows": problems[:50], **report,
+        }
+        x = torch.from_numpy(np.ascontiguousarray(feats[keep], dtype=np.float32))
+        y = torch.from_numpy(targets[keep].astype(np.float32)).unsqueeze(1)
+        split_t = torch.from_numpy(split)
+        if self.standardize and self.feature_mean is None:
+            train_x = x[split_t == 0]
+            self.feature_mean = torch.nanmean(train_x, dim=0)
+            self.feature_std = torch.sqrt(torch.nanmean((train_x - self.feature_mean) ** 2, dim=0)).clamp_min(1e-8)
+        x = self.transform(x)
+        self.splits = {name: TensorRows(x[split_t == s], y[split_t == s]) for s, name in enumerate(("train", "val", "test"))}
+
+    def transform(self, x: torch.Tensor) -> torch.Tensor:
+        """Standardise with training statistics; a missing attribute becomes the training mean."""
+        if self.standardize:
+            x = (x - self.feature_mean) / self.feature_std
+        return torch.nan_to_num(x, nan=0.0)
+
+    def featurize_formulas(self, formulas, skip_bad: bool = False, source: str = "<input>"):
+        """Model inputs for new formulas, exactly as the training data were made."""
+        parsed = parse_compositions(formulas, source, first_row=2, skip_bad=skip_bad)
+        x = torch.from_numpy(featurize(parsed.fractions, self.hparams.features).astype(np.float32))
+        return self.transform(x), parsed
+
+    # ------------------------------------------------------------ loaders
+    def train_dataloader(self):
+        return batch_loader(self.splits["train"], self.hparams.batch_size, shuffle=True, seed=self.hparams.seed)
+
+    def val_dataloader(self):
+        return batch_loader(self.splits["val"], self.hparams.eval_batch_size, shuffle=False)
+
+    def test_dataloader(self):
+        return batch_loader(self.splits["test"], self.hparams.eval_batch_size, shuffle=False)
+
+    def predict_dataloader(self):
+        return self.test_dataloader()
+
+    # ------------------------------------------------- checkpointed state
+    def state_dict(self) -> dict:
+        return {"feature_mean": self.feature_mean, "feature_std": self.feature_std}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.feature_mean, self.feature_std = state.get("feature_mean"), state.get("feature_std")

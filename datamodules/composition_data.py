@@ -1,0 +1,131 @@
+"""Cleaning and splitting composition datasets (diss. 3.2.1, 5.2.1), as pure NumPy.
+
+The rules, in order: drop single-element entries (their formation energy is 0
+by definition); keep the lowest target per distinct reduced composition, before
+any split, so no composition is on two sides; split (the dataset's own split,
+seeded random, k-fold, or a held-out chemical system); drop training and
+validation rows outside mean ± kσ of the training targets. Test rows of a
+published split are never touched, so numbers compare with published ones.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from materials.composition import composition_keys
+from materials.elements import ELEMENT_INDEX
+
+SPLITS = ("train", "val", "test")
+
+
+def lowest_per_composition(keys: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """Indices that keep, for each composition key, the row of lowest target."""
+    order = np.lexsort((targets, keys))
+    first = np.ones(len(order), dtype=bool)
+    first[1:] = keys[order][1:] != keys[order][:-1]
+    return np.sort(order[first])
+
+
+def chemical_system_mask(fractions: np.ndarray, system: str) -> np.ndarray:
+    """Rows made only of the elements of ``system`` (``"Ti-O"``, ``"Na-Fe-Mn-O"``)."""
+    symbols = [s.strip() for s in system.replace(",", "-").split("-") if s.strip()]
+    unknown = [s for s in symbols if s not in ELEMENT_INDEX]
+    if not symbols or unknown:
+        raise ValueError(f"chemical system {system!r}: unknown element(s) {unknown}")
+    outside = np.ones(fractions.shape[1], dtype=bool)
+    outside[[ELEMENT_INDEX[s] for s in symbols]] = False
+    return ~(fractions[:, outside] > 0).any(axis=1)
+
+
+def assign_splits(
+    fractions: np.ndarray,
+    method: str,
+    seed: int = 0,
+    val_fraction: float = 0.1,
+    test_fraction: float = 0.1,
+    n_folds: int = 10,
+    fold: int = 0,
+    holdout_system: str = "Ti-O",
+) -> np.ndarray:
+    """A split label per row: 0 train, 1 val, 2 test (rows already deduplicated).
+
+    ``random``: test_fraction of rows to test, val_fraction of the rest to val.
+    ``kfold``: fold ``fold`` of ``n_folds`` seeded folds is the test set.
+    ``holdout_system``: every composition made only of the system's elements
+    is the test set (diss. 3.3.7), the rest split randomly into train/val.
+    """
+    n = len(fractions)
+    rng = np.random.default_rng(seed)
+    labels = np.zeros(n, dtype=np.int8)
+    if method == "random":
+        perm = rng.permutation(n)
+        labels[perm[: int(round(test_fraction * n))]] = 2
+    elif method == "kfold":
+        if not 0 <= fold < n_folds:
+            raise ValueError(f"fold {fold} is not in 0..{n_folds - 1}")
+        folds = np.empty(n, dtype=np.int64)
+        folds[rng.permutation(n)] = np.arange(n) % n_folds
+        labels[folds == fold] = 2
+    elif method == "holdout_system":
+        held = chemical_system_mask(fractions, holdout_system)
+        if not held.any():
+            raise ValueError(f"no composition in the data is made only of {holdout_system}")
+        labels[held] = 2
+    else:
+        raise ValueError(f"unknown split method {method!r}: use fixed, random, kfold or holdout_system")
+    rest = np.flatnonzero(labels == 0)
+    rest = rest[rng.permutation(len(rest))]
+    labels[rest[: int(round(val_fraction * len(rest)))]] = 1
+    return labels
+
+
+def clean(
+    fractions: np.ndarray,
+    targets: np.ndarray,
+    given_split: np.ndarray | None,
+    split_kwargs: dict,
+    outlier_sigma: float | None = 5.0,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
+    """Apply the cleaning rules; returns kept row indices, their split, and a report.
+
+    ``given_split`` holds the published split label per row (or None to make one
+    with ``assign_splits(**split_kwargs)``).
+    """
+    report: dict = {"rows_parsed": int(len(targets))}
+    n_el = (fractions > 0).sum(axis=1)
+    keep = np.flatnonzero(n_el > 1)
+    report["dropped_single_element"] = int(len(targets) - len(keep))
+
+    keys = composition_keys(fractions[keep])
+    if given_split is not None:
+        split_of = given_split[keep]
+        # Deduplicate inside each published split; never move rows between them.
+        kept_parts = []
+        for s in range(3):
+            part = np.flatnonzero(split_of == s)
+            kept_parts.append(part[lowest_per_composition(keys[part], targets[keep][part])])
+        chosen = np.sort(np.concatenate(kept_parts))
+        report["dropped_duplicate_composition"] = int(len(keep) - len(chosen))
+        keep, keys, split = keep[chosen], keys[chosen], split_of[chosen]
+        shared = {}
+        for a, b in ((0, 1), (0, 2), (1, 2)):
+            both = np.intersect1d(keys[split == a], keys[split == b])
+            shared[f"{SPLITS[a]}&{SPLITS[b]}"] = int(len(both))
+        report["compositions_on_two_sides_of_published_split"] = shared
+    else:
+        chosen = lowest_per_composition(keys, targets[keep])
+        report["dropped_duplicate_composition"] = int(len(keep) - len(chosen))
+        keep = keep[chosen]
+        split = assign_splits(fractions[keep], **split_kwargs)
+
+    if outlier_sigma:
+        train_t = targets[keep][split == 0]
+        mean, std = float(train_t.mean()), float(train_t.std())
+        low, high = mean - outlier_sigma * std, mean + outlier_sigma * std
+        t = targets[keep]
+        outlier = ((t < low) | (t > high)) & (split != 2)
+        report["outlier_bounds"] = [low, high]
+        report["dropped_outlier"] = int(outlier.sum())
+        keep, split = keep[~outlier], split[~outlier]
+    report["sizes"] = {name: int((split == s).sum()) for s, name in enumerate(SPLITS)}
+    return keep, split, report

@@ -1,0 +1,1 @@
+"""Floor 2: thin LightningModules per task family, taking injected pure nets."""

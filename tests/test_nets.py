@@ -1,0 +1,54 @@
+"""The architectures: ElemNet as Table 3.1, IRNet/SRNet/plain as chapter 4."""
+
+import pytest
+import torch
+from torch import nn
+
+from lightning_modules.nets import ElemNet, IRNet, stack_sizes
+
+
+def test_elemnet_table_3_1_layers_dropout_and_parameter_count():
+    net = ElemNet()
+    linears = [m for m in net.modules() if isinstance(m, nn.Linear)]
+    assert [m.out_features for m in linears] == [1024] * 4 + [512] * 3 + [256] * 3 + [128] * 3 + [64] * 2 + [32, 1]
+    assert len(linears) == 17
+    # keep probabilities 0.8, 0.9, 0.7, 0.8 -> torch p 0.2, 0.1, 0.3, 0.2, after layers 4, 7, 10, 13
+    drops = [(i, m.p) for i, m in enumerate(net.layers) if isinstance(m, nn.Dropout)]
+    assert [round(p, 6) for _, p in drops] == [0.2, 0.1, 0.3, 0.2]
+    widths = [86] + [m.out_features for m in linears]
+    assert sum(p.numel() for p in net.parameters()) == sum(a * b + b for a, b in zip(widths[:-1], widths[1:]))
+    assert sum(p.numel() for p in net.parameters()) == 4_631_361
+    assert net(torch.rand(7, 86)).shape == (7, 1)
+
+
+def test_depths_have_the_requested_number_of_layers():
+    for depth in (17, 24, 48):
+        assert sum(n for _, n in stack_sizes(depth)) + 1 == depth
+    assert stack_sizes(17) == [(1024, 4), (512, 3), (256, 3), (128, 3), (64, 2), (32, 1)]
+    with pytest.raises(ValueError):
+        stack_sizes(5)
+
+
+@pytest.mark.parametrize("depth", [17, 24, 48])
+@pytest.mark.parametrize("shortcut", ["individual", "stacked", "none"])
+def test_irnet_variants_shapes_and_structure(depth, shortcut):
+    net = IRNet(145, depth=depth, shortcut=shortcut)
+    linears = [m for m in net.modules() if isinstance(m, nn.Linear)]
+    projections = [m for m in linears if m.bias is None]
+    assert len(linears) - len(projections) == depth
+    assert len([m for m in net.modules() if isinstance(m, nn.BatchNorm1d)]) == depth - 1
+    # a projection wherever the width changes under a shortcut: 145->1024 and each of 5 width changes
+    assert len(projections) == (0 if shortcut == "none" else 6)
+    identity_shortcuts = sum(1 for m in net.modules() if type(m).__name__ == "_Residual"
+                             and isinstance(m.projection, nn.Identity))
+    expected = {"individual": depth - 1 - 6, "stacked": 0, "none": 0}[shortcut]
+    assert identity_shortcuts == expected
+    net.eval()
+    assert net(torch.randn(5, 145)).shape == (5, 1)
+
+
+def test_individual_shortcut_adds_the_input():
+    net = IRNet(4, stacks=[(4, 1)], shortcut="individual").eval()
+    block = net.blocks[0]
+    x = torch.randn(3, 4)
+    torch.testing.assert_close(block(x), block.body(x) + x)

@@ -1,0 +1,96 @@
+"""The real CLI end to end: every task config, MLflow records, resume, failure, DDP."""
+
+from __future__ import annotations
+
+import signal
+import time
+
+import pandas as pd
+import pytest
+
+from cli.train import known_tasks, main
+from conftest import CONFIGS, run_module, search_runs, task_args
+
+
+@pytest.mark.parametrize("task", known_tasks())
+def test_every_task_config_runs_fast_dev_run(task, workdir):
+    cli = main(task_args(task, "--trainer.fast_dev_run=true"))
+    assert cli.trainer.state.finished
+    assert "test/mae" in cli.trainer.callback_metrics
+
+
+def test_paper_profiles_parse(workdir):
+    for profile in sorted((CONFIGS / "profiles" / "paper").glob("*.yaml")):
+        cli = main(task_args(profile.stem, "--config", str(profile), "--trainer.fast_dev_run=true"))
+        assert cli.model.hparams.lr == 1e-4
+        assert cli.datamodule.hparams.batch_size in (32, 64)
+
+
+def test_mlflow_run_has_metrics_artifacts_and_a_model_that_predicts(workdir):
+    import mlflow
+
+    main(task_args("elemnet", "--trainer.max_epochs=2"))
+    runs = search_runs(workdir, "elemnet")
+    assert len(runs) == 1
+    run = runs.iloc[0]
+    assert run.status == "FINISHED"
+    for metric in ("train/mae", "val/mae", "val/mae_best", "test/mae", "test/rmse", "test/r2", "test/ae_p50",
+                   "test/ae_p90"):
+        assert pd.notna(run[f"metrics.{metric}"]), metric
+    assert run["params.net/class_path"] == "lightning_modules.nets.ElemNet"
+    assert int(run["params.n_parameters"]) == 4_631_361
+    assert int(run["params.data/n_test"]) == 51255
+    client = mlflow.MlflowClient()
+    history = client.get_metric_history(run.run_id, "val/mae")
+    assert len(history) == 2  # one value per epoch
+    artifacts = {a.path for a in client.list_artifacts(run.run_id)}
+    assert {"config.yaml", "cleaning_report.json", "plots", "model"} <= artifacts
+    assert {a.path for a in client.list_artifacts(run.run_id, "plots")} == {"plots/parity.png", "plots/error_cdf.png"}
+    model = mlflow.pyfunc.load_model(f"runs:/{run.run_id}/model")
+    preds = model.predict(pd.DataFrame({"formula": ["NaCl", "Fe2O3", "Al2O3"]}))
+    assert preds.shape == (3,) and all(-6 < p < 3 for p in preds)
+
+
+def test_killed_run_is_marked_and_resumes_from_last_checkpoint(workdir):
+    args = task_args("elemnet", "--trainer.max_epochs=50", "--trainer.limit_train_batches=2",
+                     "--trainer.limit_val_batches=1", "--trainer.enable_progress_bar=false")
+    import os
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "cli.train", *args], cwd=workdir,
+                            env=dict(os.environ),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    last = workdir / "outputs" / "elemnet" / "checkpoints" / "last.ckpt"
+    deadline = time.time() + 300
+    while not last.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.5)
+    time.sleep(2)
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=120)
+    runs = search_runs(workdir, "elemnet")
+    assert runs.iloc[0].status in ("KILLED", "FAILED")
+
+    import torch
+
+    epoch_killed = torch.load(last, weights_only=False, map_location="cpu")["epoch"]
+    cli = main(task_args("elemnet", "--trainer.max_epochs", str(epoch_killed + 2), "--trainer.limit_train_batches=2",
+                         "--trainer.limit_val_batches=1", "--ckpt_path", "last", "--test_after_fit=false"))
+    assert cli.trainer.current_epoch == epoch_killed + 2
+    assert cli.trainer.global_step == (epoch_killed + 2) * 2
+
+
+def test_crash_marks_the_run_failed(workdir):
+    with pytest.raises(RuntimeError, match="injected crash"):
+        main(task_args("elemnet", "--trainer.callbacks+=crash_callback.CrashAfterFirstEpoch"))
+    runs = search_runs(workdir, "elemnet")
+    assert len(runs) == 1 and runs.iloc[0].status == "FAILED"
+
+
+def test_ddp_two_cpu_processes(workdir):
+    result = run_module("cli.train", task_args("elemnet", "--config", str(CONFIGS / "ddp.yaml"),
+                                               "--trainer.accelerator=cpu"), cwd=workdir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    runs = search_runs(workdir, "elemnet")
+    assert len(runs) == 1 and runs.iloc[0].status == "FINISHED"
+    assert pd.notna(runs.iloc[0]["metrics.test/mae"])
