@@ -25,7 +25,7 @@ setup:
 	test -x $(PY) || python3 -m venv .venv
 	$(PY) -m pip install --quiet torch==2.13.0
 	$(PY) -m pip install --quiet -r requirements-lock.txt
-	$(PY) -m pip install --quiet --no-deps -e .
+	$(PY) -m pip install --quiet --no-deps -e . --config-settings editable_mode=compat
 	$(PY) -m pip check
 	$(MAKE) data
 

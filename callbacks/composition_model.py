@@ -73,16 +73,17 @@ class LogCompositionModel(pl.Callback):
 
     def on_test_end(self, trainer, pl_module):
         logger = mlflow_logger(trainer)
-        if logger is None or trainer.global_rank != 0 or trainer.sanity_checking:
+        if logger is None or trainer.fast_dev_run or not isinstance(trainer.datamodule, CompositionDataModule):
             return
-        if not isinstance(trainer.datamodule, CompositionDataModule) or trainer.fast_dev_run:
+        ckpt = Path(trainer.default_root_dir) / "mlflow-model.ckpt"
+        trainer.save_checkpoint(ckpt, weights_only=False)  # collective under DDP: every rank calls it
+        if trainer.global_rank != 0:
             return
         with tempfile.TemporaryDirectory() as tmp:
-            ckpt = Path(tmp) / "model.ckpt"
-            trainer.save_checkpoint(ckpt, weights_only=False)
             model_dir = Path(tmp) / "model"
             mlflow.pyfunc.save_model(
                 str(model_dir), python_model=CompositionPyfunc(), artifacts={"checkpoint": str(ckpt)},
                 input_example=pd.DataFrame({"formula": ["NaCl", "Fe2O3"]}),
             )
             logger.experiment.log_artifacts(logger.run_id, str(model_dir), "model")
+        ckpt.unlink(missing_ok=True)

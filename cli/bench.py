@@ -73,6 +73,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--epoch_batch_size", type=int, default=512, help="batch size of the timed epoch (512 = CPU default)")
     ap.add_argument("--skip_epoch", action="store_true", help="skip the training-epoch timing")
+    ap.add_argument("--batches", type=int, default=8, help="inference batches of 4096 per timing")
     args = ap.parse_args(argv)
     all_threads = os.cpu_count() or 1
     net = ElemNet().eval()
@@ -80,7 +81,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     results: dict[str, float] = {}
     for label, threads in (("1thread", 1), (f"{all_threads}threads", all_threads)):
         gflops = matmul_gflops(threads)
-        rate = inference_rate(net, threads)
+        rate = inference_rate(net, threads, batches=args.batches)
         results[f"matmul_gflops_{label}"] = gflops
         results[f"elemnet_infer_per_s_{label}"] = rate
         results[f"elemnet_share_of_matmul_{label}"] = rate * flops_per_composition / 1e9 / gflops

@@ -24,9 +24,10 @@ from datamodules.sources.readers import read_table
 from datamodules.sources.registry import DATASETS, data_dir, dataset_files, sha256_of
 from materials.composition import parse_compositions
 from materials.elements import N_ELEMENTS
+from materials.magpie import N_MAGPIE, magpie_features
 
 CACHE_VERSION = 1
-FEATURE_WIDTHS = {"fractions": N_ELEMENTS, "magpie": 145}
+FEATURE_WIDTHS = {"fractions": N_ELEMENTS, "magpie": N_MAGPIE}
 
 
 def featurize(fractions: np.ndarray, kind: str) -> np.ndarray:
@@ -34,8 +35,6 @@ def featurize(fractions: np.ndarray, kind: str) -> np.ndarray:
     if kind == "fractions":
         return fractions.astype(np.float32)
     if kind == "magpie":
-        from materials.magpie import magpie_features
-
         return magpie_features(fractions)
     raise ValueError(f"unknown features {kind!r}; use one of {sorted(FEATURE_WIDTHS)}")
 
