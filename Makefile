@@ -3,6 +3,7 @@ PY      ?= .venv/bin/python
 TASK    ?= elemnet
 PROFILE ?=
 ARGS    ?=
+PORT    ?= 5000
 TASKS   := $(basename $(notdir $(wildcard configs/tasks/*.yaml)))
 TASK_CONFIGS = --config configs/defaults.yaml --config configs/tasks/$(TASK).yaml \
                $(if $(PROFILE),--config configs/profiles/$(PROFILE)/$(TASK).yaml)
@@ -58,7 +59,7 @@ bench:
 	$(PY) -m cli.bench $(ARGS)
 
 ui:
-	$(PY) -m mlflow server --backend-store-uri sqlite:///mlruns/mlflow.db --host 127.0.0.1 --port 5000 --workers 1
+	$(PY) -m cli.ui --port $(PORT)
 
 clean:
 	rm -rf outputs lightning_logs .pytest_cache

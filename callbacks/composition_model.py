@@ -30,9 +30,9 @@ def load_composition_model(checkpoint: str | Path) -> tuple[PropertyRegressor, C
     checkpoint = Path(checkpoint)
     if not checkpoint.exists():
         raise FileNotFoundError(f"checkpoint {checkpoint} does not exist")
-    module = PropertyRegressor.load_from_checkpoint(checkpoint, map_location="cpu", weights_only=False)
+    module = PropertyRegressor.load_from_checkpoint(checkpoint, map_location="cpu", weights_only=True)
     module.eval()
-    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
     hparams = dict(state.get("datamodule_hyper_parameters", {}))
     accepted = inspect.signature(CompositionDataModule.__init__).parameters
     datamodule = CompositionDataModule(**{k: v for k, v in hparams.items() if k in accepted})

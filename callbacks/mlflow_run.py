@@ -47,13 +47,24 @@ class MLflowSaveConfig(SaveConfigCallback):
 
 
 class MLflowRunInfo(pl.Callback):
-    """Log the data cleaning report, the parameter count and helpful tags."""
+    """Log the data cleaning report, the parameter count and helpful tags.
+
+    The run id also goes into every checkpoint (``mlflow_run_id``), so a run
+    resumed with ``--ckpt_path`` continues the same MLflow run.
+    """
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint):
+        logger = mlflow_logger(trainer)
+        if logger is not None:
+            checkpoint["mlflow_run_id"] = logger.run_id
 
     def on_fit_start(self, trainer, pl_module):
         logger = mlflow_logger(trainer)
         if logger is None or trainer.global_rank != 0:
             return
         client, run_id = logger.experiment, logger.run_id
+        if client.get_run(run_id).info.status != "RUNNING":  # a resumed run
+            client.update_run(run_id, status="RUNNING")
         client.set_experiment_tag(logger.experiment_id, "mlflow.experimentKind", "custom_model_development")
         n_params = sum(p.numel() for p in pl_module.parameters())
         client.log_param(run_id, "n_parameters", n_params)

@@ -38,21 +38,46 @@ class TaskCLI(LightningCLI):
         parser.add_argument("--test_after_fit", type=bool, default=True, help="test the best checkpoint after fitting")
 
     def before_instantiate_classes(self):
-        """Put checkpoints under ``outputs/<experiment>/checkpoints`` (so ``--ckpt_path last``
-        finds them) and create the folder of a SQLite MLflow store."""
+        """One MLflow experiment per dataset (unless the config names one), so every
+        model and baseline on the same data sits in one table; checkpoints under
+        ``outputs/<run name>/checkpoints`` (so ``--ckpt_path last`` finds them);
+        the folder of a SQLite MLflow store created."""
         trainer = self.config.trainer
         loggers = trainer.logger if isinstance(trainer.logger, list) else [trainer.logger]
         logger_args = [lg.init_args for lg in loggers if getattr(lg, "init_args", None) is not None]
-        task = next((a.experiment_name for a in logger_args if a.get("experiment_name")), "run")
+        dataset = Path(str(self.config.data.init_args.get("dataset", "run"))).stem
+        for args in logger_args:
+            if args.get("experiment_name") in (None, "", "lightning_logs"):
+                args.experiment_name = dataset
+        task = next((a.get("run_name") or a.experiment_name for a in logger_args), dataset)
         for args in logger_args:
             uri = args.get("tracking_uri") or ""
             if uri.startswith("sqlite:///"):
                 Path(uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
         if not trainer.default_root_dir:
             trainer.default_root_dir = str(Path("outputs") / task)
+        checkpoint_dir = Path(trainer.default_root_dir) / "checkpoints"
         for cb in trainer.callbacks or []:
-            if cb.class_path.endswith("ModelCheckpoint") and not cb.init_args.get("dirpath"):
-                cb.init_args.dirpath = str(Path(trainer.default_root_dir) / "checkpoints")
+            if cb.class_path.endswith("ModelCheckpoint"):
+                if not cb.init_args.get("dirpath"):
+                    cb.init_args.dirpath = str(checkpoint_dir)
+                checkpoint_dir = Path(cb.init_args.dirpath)
+        run_id = self._resumed_run_id(checkpoint_dir)
+        for args in logger_args:
+            if run_id and not args.get("run_id"):
+                args.run_id = run_id
+
+    def _resumed_run_id(self, checkpoint_dir: Path) -> str | None:
+        """The MLflow run recorded in the checkpoint being resumed, if any."""
+        ckpt = self.config.get("ckpt_path")
+        if not ckpt:
+            return None
+        path = checkpoint_dir / "last.ckpt" if ckpt == "last" else Path(ckpt)
+        if not path.exists():
+            return None
+        import torch
+
+        return torch.load(path, map_location="cpu", weights_only=True).get("mlflow_run_id")
 
 
 def _mark(cli: TaskCLI, status: str) -> None:

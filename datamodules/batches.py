@@ -23,13 +23,17 @@ class TensorRows(Dataset):
 class ShuffledBatches(Sampler):
     """Batches of row indices, reshuffled each epoch by a seeded generator.
 
-    Under DDP each process takes every ``world_size``-th batch (same
+    Lightning calls ``set_epoch`` before every epoch, so a resumed run sees the
+    same order an uninterrupted one would. Under DDP each process takes every ``world_size``-th batch (same
     permutation everywhere, so the shards never overlap).
     """
 
     def __init__(self, n: int, batch_size: int, shuffle: bool, seed: int = 0):
         self.n, self.batch_size, self.shuffle, self.seed = n, batch_size, shuffle, seed
         self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
 
     def _shard(self) -> tuple[int, int]:
         if torch.distributed.is_available() and torch.distributed.is_initialized():
@@ -40,7 +44,6 @@ class ShuffledBatches(Sampler):
         if self.shuffle:
             g = torch.Generator().manual_seed(self.seed + self.epoch)
             order = torch.randperm(self.n, generator=g)
-            self.epoch += 1
         else:
             order = torch.arange(self.n)
         rank, world = self._shard()

@@ -8,8 +8,9 @@ def test_random_forest_on_ssub_is_logged_with_the_same_metric_names(workdir):
     metrics = baseline(task_args("elemnet", "--data.init_args.dataset=ssub", "--data.init_args.split=random", "--data.init_args.skip_bad_rows=true",
                                  "--data.init_args.train_fraction=1.0", "--rf.n_estimators=20", smoke=True))
     assert 0 < metrics["test/mae"] < 1.0  # SSUB enthalpies span several eV/atom
-    run = search_runs(workdir, "elemnet").iloc[0]
+    run = search_runs(workdir, "ssub").iloc[0]
     assert run.status == "FINISHED" and run["tags.net"] == "RandomForestRegressor"
+    assert run["tags.mlflow.runName"] == "elemnet-random-forest"
     diff = abs(run["metrics.test/mae"] - metrics["test/mae"])
     assert diff < 1e-9
     assert run["params.dataset"] == "ssub"

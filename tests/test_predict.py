@@ -24,7 +24,7 @@ def test_checkpoint_and_mlflow_model_agree(trained):
     from_ckpt = predict(["--model", ckpt, "--input", str(inp), "--output", str(workdir / "a.csv")])
     assert list(from_ckpt.columns) == ["formula", "note", "prediction"]
     assert pd.read_csv(workdir / "a.csv")["prediction"].notna().all()
-    run_id = search_runs(workdir, "elemnet").iloc[0].run_id
+    run_id = search_runs(workdir, "ssub").iloc[0].run_id
     from_mlflow = predict(["--model", f"runs:/{run_id}/model", "--input", str(inp), "--output", str(workdir / "b.csv")])
     pd.testing.assert_series_equal(from_ckpt["prediction"], from_mlflow["prediction"], atol=1e-5, rtol=1e-5)
 

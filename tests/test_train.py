@@ -30,7 +30,7 @@ def test_mlflow_run_has_metrics_artifacts_and_a_model_that_predicts(workdir):
     import mlflow
 
     main(task_args("elemnet", "--trainer.max_epochs=2"))
-    runs = search_runs(workdir, "elemnet")
+    runs = search_runs(workdir, "oqmd_formation_enthalpy")
     assert len(runs) == 1
     run = runs.iloc[0]
     assert run.status == "FINISHED"
@@ -68,22 +68,24 @@ def test_killed_run_is_marked_and_resumes_from_last_checkpoint(workdir):
     time.sleep(2)
     proc.send_signal(signal.SIGTERM)
     proc.wait(timeout=120)
-    runs = search_runs(workdir, "elemnet")
+    runs = search_runs(workdir, "oqmd_formation_enthalpy")
     assert runs.iloc[0].status in ("KILLED", "FAILED")
 
     import torch
 
-    epoch_killed = torch.load(last, weights_only=False, map_location="cpu")["epoch"]
+    epoch_killed = torch.load(last, weights_only=True, map_location="cpu")["epoch"]
     cli = main(task_args("elemnet", "--trainer.max_epochs", str(epoch_killed + 2), "--trainer.limit_train_batches=2",
                          "--trainer.limit_val_batches=1", "--ckpt_path", "last", "--test_after_fit=false"))
     assert cli.trainer.current_epoch == epoch_killed + 2
     assert cli.trainer.global_step == (epoch_killed + 2) * 2
+    runs = search_runs(workdir, "oqmd_formation_enthalpy")
+    assert len(runs) == 1 and runs.iloc[0].status == "FINISHED"  # the same MLflow run, continued
 
 
 def test_crash_marks_the_run_failed(workdir):
     with pytest.raises(RuntimeError, match="injected crash"):
         main(task_args("elemnet", "--trainer.callbacks+=crash_callback.CrashAfterFirstEpoch"))
-    runs = search_runs(workdir, "elemnet")
+    runs = search_runs(workdir, "oqmd_formation_enthalpy")
     assert len(runs) == 1 and runs.iloc[0].status == "FAILED"
 
 
@@ -91,6 +93,16 @@ def test_ddp_two_cpu_processes(workdir):
     result = run_module("cli.train", task_args("elemnet", "--config", str(CONFIGS / "ddp.yaml"),
                                                "--trainer.accelerator=cpu"), cwd=workdir)
     assert result.returncode == 0, result.stderr[-3000:]
-    runs = search_runs(workdir, "elemnet")
+    runs = search_runs(workdir, "oqmd_formation_enthalpy")
     assert len(runs) == 1 and runs.iloc[0].status == "FINISHED"
     assert pd.notna(runs.iloc[0]["metrics.test/mae"])
+
+
+def test_unknown_task_lists_the_known_ones():
+    import subprocess
+
+    from conftest import REPO
+
+    result = subprocess.run(["make", "-s", "train", "TASK=nosuch"], cwd=REPO, capture_output=True, text=True)
+    assert result.returncode != 0
+    assert "unknown TASK 'nosuch'" in result.stdout and "elemnet" in result.stdout and "irnet" in result.stdout
