@@ -42,10 +42,11 @@ def load_composition_model(checkpoint: str | Path) -> tuple[PropertyRegressor, C
 
 @torch.no_grad()
 def predict_formulas(module: PropertyRegressor, datamodule: CompositionDataModule, formulas,
-                     skip_bad: bool = False, source: str = "<input>", batch_size: int = 65536) -> pd.DataFrame:
+                     skip_bad: bool = False, source: str = "<input>", first_row: int = 2,
+                     batch_size: int = 65536) -> pd.DataFrame:
     """A table of formula, prediction (NaN for rows skipped as bad)."""
     formulas = list(formulas)
-    x, parsed = datamodule.featurize_formulas(formulas, skip_bad=skip_bad, source=source)
+    x, parsed = datamodule.featurize_formulas(formulas, skip_bad=skip_bad, source=source, first_row=first_row)
     preds = torch.cat([module(chunk).squeeze(1) for chunk in x.split(batch_size)]) if len(x) else torch.empty(0)
     out = np.full(len(formulas), np.nan, dtype=np.float64)
     out[parsed.ok] = preds.double().numpy()

@@ -25,8 +25,8 @@ def read_formulas(path: Path) -> pd.DataFrame:
         if "formula" not in table.columns:
             raise ValueError(f"{path}, row 1: no 'formula' column; the header is {list(table.columns)}")
         return table
-    lines = [ln.strip() for ln in path.read_text().splitlines()]
-    return pd.DataFrame({"formula": [ln for ln in lines if ln]})
+    lines = [ln.strip() for ln in path.read_text().rstrip().splitlines()]  # line k is row k
+    return pd.DataFrame({"formula": lines})
 
 
 def main(argv: list[str] | None = None) -> pd.DataFrame:
@@ -45,8 +45,9 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
         from callbacks.composition_model import load_composition_model, predict_formulas
 
         module, datamodule = load_composition_model(args.model)
+        first_row = 2 if args.input.suffix == ".csv" else 1  # below the CSV header, or line 1 of a list
         preds = predict_formulas(module, datamodule, table["formula"], skip_bad=args.skip_bad_rows,
-                                 source=str(args.input))["prediction"].to_numpy()
+                                 source=str(args.input), first_row=first_row)["prediction"].to_numpy()
     table["prediction"] = preds
     output = args.output or args.input.with_suffix(".predictions.csv")
     table.to_csv(output, index=False)

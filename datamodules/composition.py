@@ -212,9 +212,12 @@ class CompositionDataModule(pl.LightningDataModule):
             x = (x - self.feature_mean) / self.feature_std
         return torch.nan_to_num(x, nan=0.0)
 
-    def featurize_formulas(self, formulas, skip_bad: bool = False, source: str = "<input>"):
-        """Model inputs for new formulas, exactly as the training data were made."""
-        parsed = parse_compositions(formulas, source, first_row=2, skip_bad=skip_bad)
+    def featurize_formulas(self, formulas, skip_bad: bool = False, source: str = "<input>", first_row: int = 2):
+        """Model inputs for new formulas, exactly as the training data were made.
+
+        ``first_row`` is the file row of the first formula (2 below a CSV header).
+        """
+        parsed = parse_compositions(formulas, source, first_row=first_row, skip_bad=skip_bad)
         x = torch.from_numpy(featurize(parsed.fractions, self.hparams.features).astype(np.float32))
         return self.transform(x), parsed
 

@@ -33,7 +33,7 @@ def test_bad_formula_in_input_is_named_or_skipped(trained):
     workdir, ckpt = trained
     inp = workdir / "formulas.txt"
     inp.write_text("NaCl\nFe2Qq3\nMgO\n")
-    with pytest.raises(ValueError, match=r"formulas.txt, row 3: unknown element Qq: 'Fe2Qq3'"):
+    with pytest.raises(ValueError, match=r"formulas.txt, row 2: unknown element Qq: 'Fe2Qq3'"):
         predict(["--model", ckpt, "--input", str(inp)])
     out = predict(["--model", ckpt, "--input", str(inp), "--skip_bad_rows"])
     assert out["prediction"].isna().tolist() == [False, True, False]
