@@ -10,7 +10,7 @@ TASK_CONFIGS = --config configs/defaults.yaml --config configs/tasks/$(TASK).yam
 export MLFLOW_TRACKING_URI ?= sqlite:///mlruns/mlflow.db
 export PYTHONUNBUFFERED = 1
 
-.PHONY: help setup data lock test train predict baseline bench ui clean check-task
+.PHONY: help setup data lock test train predict baseline bench ui clean check-task search
 
 help:
 	@echo "make setup                        create .venv, install pinned dependencies, fetch + verify datasets"
@@ -20,6 +20,7 @@ help:
 	@echo "make baseline TASK=<task>         Random Forest on the same split and inputs, logged to MLflow"
 	@echo "make bench                        ElemNet inference/training throughput vs this machine's matmul rate"
 	@echo "make ui                           MLflow UI on http://127.0.0.1:5000"
+	@echo "make search TASK=<task> TRIALS=N [WORKERS=k] [STORAGE=url]   Optuna architecture search"
 	@echo "tasks: $(TASKS)"
 
 setup:
@@ -63,3 +64,9 @@ ui:
 
 clean:
 	rm -rf outputs lightning_logs .pytest_cache
+
+TRIALS  ?= 20
+WORKERS ?= 1
+STORAGE ?= sqlite:///mlruns/optuna.db
+search: check-task
+	$(PY) -m cli.search --task $(TASK) --trials $(TRIALS) --workers $(WORKERS) --storage "$(STORAGE)" --args "$(ARGS)"

@@ -86,12 +86,19 @@ def _mark(cli: TaskCLI, status: str) -> None:
             logger.experiment.set_terminated(logger.run_id, status)
 
 
-def main(args: list[str] | None = None) -> TaskCLI:
-    cli = TaskCLI(
+def build(args: list[str] | None = None) -> TaskCLI:
+    """Parse and instantiate a run's classes without running it (raises on a bad option)."""
+    return TaskCLI(
         model_class=None, datamodule_class=None, subclass_mode_model=True, subclass_mode_data=True,
         save_config_callback=MLflowSaveConfig, save_config_kwargs={"overwrite": True},
         run=False, args=args, parser_kwargs={"default_env": False},
     )
+
+
+def main(args: list[str] | None = None, extra_callbacks: list | None = None) -> TaskCLI:
+    """Fit, then test the best checkpoint; ``extra_callbacks`` (e.g. Optuna pruning) join the trainer."""
+    cli = build(args)
+    cli.trainer.callbacks.extend(extra_callbacks or [])
     try:
         cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=cli.config.ckpt_path)
         if cli.trainer.interrupted:

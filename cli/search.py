@@ -1,0 +1,164 @@
+"""``make search TASK=… TRIALS=N [WORKERS=k] [STORAGE=url]``: Optuna architecture search.
+
+Each trial runs the same CLI as ``make train`` (``configs/defaults.yaml`` +
+``configs/tasks/<TASK>.yaml`` + ``configs/search.yaml`` + ``--args``) with the
+overrides the task's search space (``cli/search_spaces.py``) draws, and reports
+``val/mae_best``; Optuna's pruning callback stops poor trials early. The study
+lives in an RDB (SQLite under ``mlruns/`` by default), so a second call resumes
+it and several workers share it. Every trial is an MLflow run nested under one
+parent run per study, tagged with study and trial number; pruned trials end
+KILLED, failing trials FAILED, and the study goes on. The best trial is written
+as ``outputs/search/<study>-best.yaml`` for ``make train ARGS="--config …"``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+os.environ.setdefault("MLFLOW_TRACKING_URI", "sqlite:///mlruns/mlflow.db")
+
+import mlflow  # noqa: E402
+import optuna  # noqa: E402
+import yaml  # noqa: E402
+
+from cli.search_spaces import SPACES, as_args, as_config  # noqa: E402
+from cli.train import REPO, build, main  # noqa: E402
+
+OBJECTIVE = "val/mae_best"
+
+
+def base_args(task: str, extra: list[str]) -> list[str]:
+    configs = REPO / "configs"
+    return ["--config", str(configs / "defaults.yaml"), "--config", str(configs / "tasks" / f"{task}.yaml"),
+            "--config", str(configs / "search.yaml"), *extra]
+
+
+def storage_for(url: str) -> optuna.storages.RDBStorage:
+    """RDB storage with heartbeats, so a worker killed mid-trial leaves a FAILED trial, retried once."""
+    kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
+    if url.startswith("sqlite:///"):
+        Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+    return optuna.storages.RDBStorage(
+        url, engine_kwargs=kwargs, heartbeat_interval=30, grace_period=90,
+        failed_trial_callback=optuna.storages.RetryFailedTrialCallback(max_retry=1))
+
+
+class Search:
+    """One study of one task: validates the space, runs trials, records the best."""
+
+    def __init__(self, task: str, extra: list[str], study_name: str, storage: str):
+        if task not in SPACES:
+            raise SystemExit(f"no search space for task {task!r}; spaces exist for {', '.join(sorted(SPACES))}")
+        self.task, self.extra, self.space = task, extra, SPACES[task]
+        self.study = optuna.create_study(
+            study_name=study_name, storage=storage_for(storage), direction="minimize", load_if_exists=True,
+            pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1))
+        # Validate before any trial: every key the space draws must be an option of the task.
+        probe = build(base_args(task, extra) + as_args(self.space(optuna.create_study().ask())))
+        logger_args = probe.config.trainer.logger.init_args
+        self.client = mlflow.MlflowClient(logger_args.tracking_uri)
+        experiment = self.client.get_experiment_by_name(logger_args.experiment_name)
+        self.experiment_id = (experiment.experiment_id if experiment
+                              else self.client.create_experiment(logger_args.experiment_name))
+        self.parent_id = self._parent_run()
+
+    def _parent_run(self) -> str:
+        parent = self.study.user_attrs.get("mlflow_parent_run_id")
+        if parent is None:
+            run = self.client.create_run(self.experiment_id, run_name=f"search-{self.study.study_name}",
+                                         tags={"optuna.study": self.study.study_name, "task": self.task})
+            parent = run.info.run_id
+            self.study.set_user_attr("mlflow_parent_run_id", parent)
+        self.client.update_run(parent, status="RUNNING")
+        return parent
+
+    def objective(self, trial: optuna.Trial) -> float:
+        from optuna_integration import PyTorchLightningPruningCallback
+
+        overrides = self.space(trial)
+        run = self.client.create_run(self.experiment_id, run_name=f"{self.task}-trial-{trial.number}", tags={
+            "mlflow.parentRunId": self.parent_id, "optuna.study": self.study.study_name,
+            "optuna.trial": str(trial.number)})
+        trial.set_user_attr("mlflow_run_id", run.info.run_id)
+        trial.set_user_attr("overrides", overrides)
+        args = base_args(self.task, self.extra) + as_args(overrides) + [
+            f"--trainer.logger.init_args.run_id={run.info.run_id}",
+            f"--trainer.default_root_dir=outputs/search/{self.study.study_name}/trial-{trial.number}"]
+        try:
+            cli = main(args, extra_callbacks=[PyTorchLightningPruningCallback(trial, monitor="val/mae")])
+        except optuna.TrialPruned:
+            self.client.set_tag(run.info.run_id, "optuna.state", "PRUNED")
+            self.client.set_terminated(run.info.run_id, "KILLED")
+            raise
+        except Exception:
+            self.client.set_terminated(run.info.run_id, "FAILED")
+            raise
+        best = cli.trainer.checkpoint_callback.best_model_score  # the lowest val/mae = val/mae_best
+        if best is None:
+            raise RuntimeError(f"trial {trial.number} recorded no validation MAE")
+        return float(best)
+
+    def finished_trials(self) -> int:
+        done = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL)
+        return len(self.study.get_trials(deepcopy=False, states=done))
+
+    def run(self, n_trials: int) -> None:
+        """Run ``n_trials`` more trials in this process; a failing trial is recorded and the study goes on."""
+        if n_trials > 0:
+            self.study.optimize(self.objective, n_trials=n_trials, catch=(Exception,))
+
+    def record_best(self) -> Path | None:
+        done = [t for t in self.study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+        self.client.set_terminated(self.parent_id, "FINISHED")
+        if not done:
+            print("no trial completed", file=sys.stderr)
+            return None
+        best = self.study.best_trial
+        self.client.log_metric(self.parent_id, "best/" + OBJECTIVE, best.value)
+        for key, value in best.params.items():
+            self.client.log_param(self.parent_id, f"best/{key}", value)
+        self.client.set_tag(self.parent_id, "best_trial", str(best.number))
+        path = Path("outputs/search") / f"{self.study.study_name}-best.yaml"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        header = (f"# Best of study {self.study.study_name!r}: trial {best.number}, {OBJECTIVE} = {best.value:.5f}\n"
+                  f"# make train TASK={self.task} ARGS=\"--config {path}\"\n")
+        path.write_text(header + yaml.safe_dump(as_config(best.user_attrs["overrides"]), sort_keys=False))
+        self.client.log_artifact(self.parent_id, str(path))
+        print(f"best trial {best.number}: {OBJECTIVE} = {best.value:.5f}; config written to {path}")
+        return path
+
+
+def main_cli(argv: list[str] | None = None) -> Path | None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--task", required=True)
+    ap.add_argument("--trials", type=int, default=20, help="trials the study should have when done (all workers)")
+    ap.add_argument("--workers", type=int, default=1, help="processes sharing the study")
+    ap.add_argument("--storage", default="sqlite:///mlruns/optuna.db", help="Optuna RDB URL (PostgreSQL for many machines)")
+    ap.add_argument("--study", default=None, help="study name (default: the task)")
+    ap.add_argument("--args", default="", help="extra training options for every trial, e.g. '--trainer.max_epochs=5'")
+    ap.add_argument("--worker_trials", type=int, default=None, help=argparse.SUPPRESS)
+    opts = ap.parse_args(argv)
+    study_name = opts.study or opts.task
+    search = Search(opts.task, shlex.split(opts.args), study_name, opts.storage)
+    if opts.worker_trials is not None:  # a worker started by the command below
+        search.run(opts.worker_trials)
+        return None
+    remaining = max(opts.trials - search.finished_trials(), 0)
+    shares = [remaining // opts.workers + (i < remaining % opts.workers) for i in range(opts.workers)]
+    cmd = [sys.executable, "-m", "cli.search", "--task", opts.task, "--storage", opts.storage,
+           "--study", study_name, "--args", opts.args, "--worker_trials"]
+    others = [subprocess.Popen(cmd + [str(n)]) for n in shares[1:] if n]
+    search.run(shares[0])
+    failed = [p.args for p in others if p.wait() != 0]
+    if failed:
+        print(f"{len(failed)} worker(s) exited with an error; their finished trials are in the study", file=sys.stderr)
+    return search.record_best()
+
+
+if __name__ == "__main__":
+    main_cli()
