@@ -5,21 +5,26 @@ PROFILE ?=
 ARGS    ?=
 PORT    ?= 5000
 TASKS   := $(basename $(notdir $(wildcard configs/tasks/*.yaml)))
+DEVICES ?=
+NODES   ?= 1
 TASK_CONFIGS = --config configs/defaults.yaml --config configs/tasks/$(TASK).yaml \
-               $(if $(PROFILE),--config configs/profiles/$(PROFILE)/$(TASK).yaml)
+               $(if $(PROFILE),--config configs/profiles/$(PROFILE)/$(TASK).yaml) \
+               $(if $(DEVICES),--config configs/ddp.yaml --trainer.devices=$(DEVICES) --trainer.num_nodes=$(NODES))
+# Runs log to $MLFLOW_TRACKING_URI when set (e.g. a `make server`), else to mlruns/mlflow.db.
 export MLFLOW_TRACKING_URI ?= sqlite:///mlruns/mlflow.db
 export PYTHONUNBUFFERED = 1
 
-.PHONY: help setup data lock test train predict baseline bench ui clean check-task search
+.PHONY: help setup data lock test train predict baseline bench ui server clean check-task search
 
 help:
 	@echo "make setup                        create .venv, install pinned dependencies, fetch + verify datasets"
 	@echo "make test                         run the whole test suite"
-	@echo "make train TASK=<task> [PROFILE=paper] [ARGS='--trainer.max_epochs=3 ...']"
+	@echo "make train TASK=<task> [PROFILE=paper] [DEVICES=n [NODES=m]] [ARGS='--trainer.max_epochs=3 ...']"
 	@echo "make predict TASK=<task> CKPT=<ckpt or runs:/id/model> INPUT=formulas.csv [OUTPUT=preds.csv]"
 	@echo "make baseline TASK=<task>         Random Forest on the same split and inputs, logged to MLflow"
 	@echo "make bench                        ElemNet inference/training throughput vs this machine's matmul rate"
 	@echo "make ui                           MLflow UI on http://127.0.0.1:5000"
+	@echo "make server [BACKEND=postgresql://...]  MLflow tracking server (runs log to it via MLFLOW_TRACKING_URI)"
 	@echo "make search TASK=<task> TRIALS=N [WORKERS=k] [STORAGE=url]   Optuna architecture search"
 	@echo "tasks: $(TASKS)"
 
@@ -61,6 +66,12 @@ bench:
 
 ui:
 	$(PY) -m cli.ui --port $(PORT)
+
+# A tracking server for many processes or machines: a database backend and an
+# artifact root it serves; point runs at it with MLFLOW_TRACKING_URI=http://127.0.0.1:$(PORT).
+BACKEND ?= sqlite:///mlruns/server.db
+server:
+	$(PY) -m cli.ui --backend "$(BACKEND)" --artifacts mlruns/server-artifacts --port $(PORT)
 
 clean:
 	rm -rf outputs lightning_logs .pytest_cache

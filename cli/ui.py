@@ -1,4 +1,10 @@
-"""``make ui``: the MLflow UI (a real tracking server) for this project's store, on loopback only."""
+"""``make ui`` and ``make server``: a real MLflow tracking server, on loopback only.
+
+``make ui`` serves this project's store (``mlruns/mlflow.db``) to look at runs.
+``make server`` starts a tracking server with a database backend (SQLite, or
+PostgreSQL for many machines) and an artifact root it serves itself, so runs
+from any process log to it with ``MLFLOW_TRACKING_URI=http://127.0.0.1:<port>``.
+"""
 
 from __future__ import annotations
 
@@ -7,20 +13,27 @@ import os
 import sys
 
 
-def server_command(store: str = "mlruns/mlflow.db", port: int = 5000) -> list[str]:
-    return [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{store}",
-            "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+def server_command(backend: str = "sqlite:///mlruns/mlflow.db", port: int = 5000,
+                   artifacts: str | None = None) -> list[str]:
+    """The ``mlflow server`` command line; with ``artifacts`` it also serves (stores) artifacts."""
+    cmd = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", backend,
+           "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+    if artifacts:
+        cmd += ["--serve-artifacts", "--artifacts-destination", artifacts]
+    return cmd
 
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--store", default="mlruns/mlflow.db", help="the SQLite file of the MLflow store")
+    ap.add_argument("--backend", default="sqlite:///mlruns/mlflow.db", help="backend store URI")
+    ap.add_argument("--artifacts", default=None, help="artifact root the server stores and serves (make server)")
     ap.add_argument("--port", type=int, default=5000)
     args = ap.parse_args(argv)
-    if not os.path.exists(args.store):
-        sys.exit(f"no MLflow store at {args.store}: train something first (make train TASK=elemnet)")
-    print(f"MLflow UI on http://127.0.0.1:{args.port}  (Ctrl-C stops it)", flush=True)
-    os.execv(sys.executable, server_command(args.store, args.port))
+    store = args.backend.removeprefix("sqlite:///")
+    if args.backend.startswith("sqlite:///") and not args.artifacts and not os.path.exists(store):
+        sys.exit(f"no MLflow store at {store}: train something first (make train TASK=elemnet)")
+    print(f"MLflow on http://127.0.0.1:{args.port}  (Ctrl-C stops it)", flush=True)
+    os.execv(sys.executable, server_command(args.backend, args.port, args.artifacts))
 
 
 if __name__ == "__main__":
