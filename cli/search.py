@@ -51,13 +51,15 @@ def storage_for(url: str) -> optuna.storages.RDBStorage:
 class Search:
     """One study of one task: validates the space, runs trials, records the best."""
 
-    def __init__(self, task: str, extra: list[str], study_name: str, storage: str):
+    def __init__(self, task: str, extra: list[str], study_name: str, storage: str, seed: int = 0):
         if task not in SPACES:
             raise SystemExit(f"no search space for task {task!r}; spaces exist for {', '.join(sorted(SPACES))}")
         self.task, self.extra, self.space = task, extra, SPACES[task]
         self.study = optuna.create_study(
             study_name=study_name, storage=storage_for(storage), direction="minimize", load_if_exists=True,
             pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1))
+        # Seeded, and offset by the trials already there, so a resumed study draws new points.
+        self.study.sampler = optuna.samplers.TPESampler(seed=seed + len(self.study.trials))
         # Validate before any trial: every key the space draws must be an option of the task.
         probe = build(base_args(task, extra) + as_args(self.space(optuna.create_study().ask())))
         logger_args = probe.config.trainer.logger.init_args
@@ -120,8 +122,9 @@ class Search:
             return None
         best = self.study.best_trial
         self.client.log_metric(self.parent_id, "best/" + OBJECTIVE, best.value)
+        # tags, not params: a resumed study may find a new best, and MLflow params are write-once
         for key, value in best.params.items():
-            self.client.log_param(self.parent_id, f"best/{key}", value)
+            self.client.set_tag(self.parent_id, f"best/{key}", str(value))
         self.client.set_tag(self.parent_id, "best_trial", str(best.number))
         path = Path("outputs/search") / f"{self.study.study_name}-best.yaml"
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -141,18 +144,20 @@ def main_cli(argv: list[str] | None = None) -> Path | None:
     ap.add_argument("--storage", default="sqlite:///mlruns/optuna.db", help="Optuna RDB URL (PostgreSQL for many machines)")
     ap.add_argument("--study", default=None, help="study name (default: the task)")
     ap.add_argument("--args", default="", help="extra training options for every trial, e.g. '--trainer.max_epochs=5'")
+    ap.add_argument("--seed", type=int, default=0, help="sampler seed (worker i uses seed + i)")
     ap.add_argument("--worker_trials", type=int, default=None, help=argparse.SUPPRESS)
     opts = ap.parse_args(argv)
     study_name = opts.study or opts.task
-    search = Search(opts.task, shlex.split(opts.args), study_name, opts.storage)
+    search = Search(opts.task, shlex.split(opts.args), study_name, opts.storage, opts.seed)
     if opts.worker_trials is not None:  # a worker started by the command below
         search.run(opts.worker_trials)
         return None
     remaining = max(opts.trials - search.finished_trials(), 0)
     shares = [remaining // opts.workers + (i < remaining % opts.workers) for i in range(opts.workers)]
     cmd = [sys.executable, "-m", "cli.search", "--task", opts.task, "--storage", opts.storage,
-           "--study", study_name, "--args", opts.args, "--worker_trials"]
-    others = [subprocess.Popen(cmd + [str(n)]) for n in shares[1:] if n]
+           "--study", study_name, "--args", opts.args]
+    others = [subprocess.Popen(cmd + ["--seed", str(opts.seed + i), "--worker_trials", str(n)])
+              for i, n in enumerate(shares) if n and i > 0]
     search.run(shares[0])
     failed = [p.args for p in others if p.wait() != 0]
     if failed:

@@ -47,7 +47,11 @@ def test_study_records_trials_resumes_and_exports_a_config_that_trains(workdir):
     main_cli(["--task", "elemnet", "--trials", "5", "--storage", storage, "--args", _args(workdir)])
     assert len(_study(workdir).trials) == 5  # resumed: two more in the same study
     runs = search_runs(workdir, "ssub")
-    assert (runs["tags.mlflow.runName"] == "search-elemnet").sum() == 1
+    parent = runs[runs["tags.mlflow.runName"] == "search-elemnet"]
+    assert len(parent) == 1
+    study = _study(workdir)
+    assert parent["tags.best_trial"].iloc[0] == str(study.best_trial.number)
+    assert parent["metrics.best/val/mae_best"].iloc[0] == pytest.approx(study.best_value)
 
 
 def test_two_workers_share_one_study_without_duplicates(workdir):
