@@ -10,7 +10,6 @@ Resume a killed run with ``--ckpt_path last``.
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 os.environ.setdefault("MLFLOW_TRACKING_URI", "sqlite:///mlruns/mlflow.db")
@@ -117,7 +116,4 @@ def main(args: list[str] | None = None, extra_callbacks: list | None = None) -> 
 
 
 if __name__ == "__main__":
-    if len(sys.argv) > 1 and sys.argv[1] == "--list-tasks":
-        print("\n".join(known_tasks()))
-        sys.exit(0)
     main()

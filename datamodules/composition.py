@@ -106,7 +106,7 @@ class CompositionDataModule(pl.LightningDataModule):
         return data_dir() / "cache" / "compositions" / f"{file.stem}-{tag}.npz"
 
     def _load_file(self, file: Path) -> dict:
-        """Parsed table of one file, from a verified cache or built once."""
+        """Parsed table of one file (with its ``sha256``), from a verified cache or built once."""
         digest = sha256_of(file)
         cache = self._cache_path(file, digest)
         if cache.exists():
@@ -120,13 +120,8 @@ class CompositionDataModule(pl.LightningDataModule):
                 pass
         h = self.hparams
         table = read_table(file, h.formula_column, h.target_column, skip_bad=h.skip_bad_rows)
-        parsed = parse_compositions(table.formulas, str(file), first_row=0, skip_bad=True)
-        bad = [(int(table.rows[r]), v, why) for r, v, why in parsed.problems]
-        if bad and not h.skip_bad_rows:
-            row, value, why = bad[0]
-            more = f" (and {len(bad) - 1} more bad rows; set skip_bad_rows to count them)" if len(bad) > 1 else ""
-            raise ValueError(f"{file}, row {row}: {why}: {value!r}{more}")
-        problems = [(int(r), str(v), why) for r, v, why in table.problems] + bad
+        parsed = parse_compositions(table.formulas, str(file), rows=table.rows, skip_bad=h.skip_bad_rows)
+        problems = [(int(r), str(v), why) for r, v, why in table.problems + parsed.problems]
         entry = {
             "sha256": np.array(digest),
             "fractions": parsed.fractions,
@@ -141,11 +136,12 @@ class CompositionDataModule(pl.LightningDataModule):
         entry["problems"] = problems
         return entry
 
-    def _features_for(self, file: Path, fractions: np.ndarray) -> np.ndarray:
-        kind = self.hparams.features
+    def _features_for(self, file: Path, part: dict) -> np.ndarray:
+        """Input vectors of one parsed file (``_load_file``), Magpie cached beside it."""
+        kind, fractions = self.hparams.features, part["fractions"]
         if kind == "fractions":
             return fractions
-        cache = self._cache_path(file, sha256_of(file)).with_suffix(f".{kind}.npy")
+        cache = self._cache_path(file, str(part["sha256"])).with_suffix(f".{kind}.npy")
         if cache.exists():
             try:
                 feats = np.load(cache, allow_pickle=False)
@@ -161,7 +157,7 @@ class CompositionDataModule(pl.LightningDataModule):
 
     def prepare_data(self) -> None:
         for file in self._files().values():
-            self._features_for(file, self._load_file(file)["fractions"])
+            self._features_for(file, self._load_file(file))
 
     # ------------------------------------------------------------------ setup
     def setup(self, stage: str | None = None) -> None:
@@ -171,7 +167,7 @@ class CompositionDataModule(pl.LightningDataModule):
         files = self._files()
         parts = {name: self._load_file(f) for name, f in files.items()}
         fractions = np.concatenate([p["fractions"] for p in parts.values()])
-        feats = np.concatenate([self._features_for(files[n], p["fractions"]) for n, p in parts.items()])
+        feats = np.concatenate([self._features_for(files[n], p) for n, p in parts.items()])
         targets = np.concatenate([p["targets"] for p in parts.values()])
         problems = [pr for p in parts.values() for pr in p["problems"]]
         if h.split == "fixed":

@@ -73,14 +73,15 @@ def _amounts(formula: object) -> dict[str, float]:
 
 
 def parse_compositions(
-    formulas, source: str = "<input>", first_row: int = 2, skip_bad: bool = False
+    formulas, source: str = "<input>", first_row: int = 2, skip_bad: bool = False, rows=None
 ) -> ParsedCompositions:
     """Parse formulas into an (n, 86) fraction matrix.
 
-    ``first_row`` is the file row of ``formulas[0]`` (2 for a CSV with a
-    header), so messages point at the line a user sees in an editor.
+    Messages name the file row a user sees in an editor: ``rows[i]`` when given
+    (rows of a file with gaps), else ``first_row + i`` (2 below a CSV header).
     """
     formulas = list(formulas)
+    row_of = (lambda i: int(rows[i])) if rows is not None else (lambda i: first_row + int(i))
     uniques: dict[object, int] = {}
     codes = np.empty(len(formulas), dtype=np.int64)
     for i, f in enumerate(formulas):
@@ -100,12 +101,10 @@ def parse_compositions(
     bad_code = np.zeros(len(uniques), dtype=bool)
     bad_code[list(reasons)] = True
     ok = ~bad_code[codes]
-    problems = [
-        (first_row + i, formulas[i], reasons[codes[i]]) for i in np.flatnonzero(~ok)
-    ]
+    problems = [(row_of(i), formulas[i], reasons[codes[i]]) for i in np.flatnonzero(~ok)]
     if problems and not skip_bad:
         row, value, reason = problems[0]
-        more = f" (and {len(problems) - 1} more bad rows)" if len(problems) > 1 else ""
+        more = f" (and {len(problems) - 1} more bad rows; skip_bad_rows counts them)" if len(problems) > 1 else ""
         raise CompositionError(source, row, value, reason + more)
     return ParsedCompositions(table[codes[ok]].astype(np.float32), ok, problems)
 
