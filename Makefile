@@ -14,7 +14,7 @@ TASK_CONFIGS = --config configs/defaults.yaml --config configs/tasks/$(TASK).yam
 export MLFLOW_TRACKING_URI ?= sqlite:///mlruns/mlflow.db
 export PYTHONUNBUFFERED = 1
 
-.PHONY: help setup data lock test train predict baseline bench ui server clean check-task search
+.PHONY: help setup data lock test train predict baseline bench ui server clean check-task search screen bench-screen
 
 help:
 	@echo "make setup                        create .venv, install pinned dependencies, fetch + verify datasets"
@@ -26,6 +26,9 @@ help:
 	@echo "make ui                           MLflow UI on http://127.0.0.1:5000"
 	@echo "make server [BACKEND=postgresql://...]  MLflow tracking server (runs log to it via MLFLOW_TRACKING_URI)"
 	@echo "make search TASK=<task> TRIALS=N [WORKERS=k] [STORAGE=url]   Optuna architecture search"
+	@echo "make screen CKPT=<ckpt> [ELEMENTS=Li,Na,O] [MAX_ARITY=3] [MAX_SUM=10] [THRESHOLD=0.2] [OUTPUT=x.parquet]"
+	@echo "                                  new stable compounds below the training hull (MAX_ARITY=4: the paper's 447M)"
+	@echo "make bench-screen [CKPT=<ckpt>]   screening speed: enumeration, scoring, hull, vs the GEMM rate"
 	@echo "tasks: $(TASKS)"
 
 setup:
@@ -81,3 +84,17 @@ WORKERS ?= 1
 STORAGE ?= sqlite:///mlruns/optuna.db
 search: check-task
 	$(PY) -m cli.search --task $(TASK) --trials $(TRIALS) --workers $(WORKERS) --storage "$(STORAGE)" --args "$(ARGS)"
+
+# Combinatorial screening (diss. 3.3.9). MAX_ARITY=3 finishes on a laptop CPU; the paper's
+# A_w B_x C_y D_z space is MAX_ARITY=4 (446,597,140 compositions: a GPU job). Rerun to resume.
+ELEMENTS  ?=
+MAX_ARITY ?= 3
+MAX_SUM   ?= 10
+THRESHOLD ?= 0.2
+screen:
+	@test -n "$(CKPT)" || { echo "CKPT=<checkpoint> is required, e.g. CKPT=outputs/elemnet/checkpoints/last.ckpt (make train TASK=elemnet)"; exit 2; }
+	$(PY) -m cli.screen --ckpt "$(CKPT)" --elements "$(ELEMENTS)" --max_arity $(MAX_ARITY) --max_sum $(MAX_SUM) \
+	  --threshold $(THRESHOLD) $(if $(OUTPUT),--output "$(OUTPUT)") $(ARGS)
+
+bench-screen:
+	$(PY) -m cli.bench_screen $(if $(CKPT),--ckpt "$(CKPT)") $(ARGS)

@@ -23,7 +23,7 @@ from datamodules.composition_data import clean
 from datamodules.sources.readers import read_table
 from datamodules.sources.registry import DATASETS, data_dir, dataset_files, sha256_of
 from materials.composition import parse_compositions
-from materials.elements import N_ELEMENTS
+from materials.elements import ELEMNET_ELEMENTS, N_ELEMENTS
 from materials.magpie import N_MAGPIE, magpie_features
 
 CACHE_VERSION = 1
@@ -65,6 +65,7 @@ class CompositionDataModule(pl.LightningDataModule):
         n_folds: int = 10,
         fold: int = 0,
         holdout_system: str = "Ti-O",
+        holdout_rule: Literal["only", "contains"] = "only",
         outlier_sigma: float | None = 5.0,
         train_fraction: float = 1.0,
         standardize: bool | None = None,
@@ -82,6 +83,7 @@ class CompositionDataModule(pl.LightningDataModule):
         self.feature_std: torch.Tensor | None = None
         self.cleaning_report: dict = {}
         self.splits: dict[str, TensorRows] = {}
+        self.compositions: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
     @property
     def n_features(self) -> int:
@@ -177,7 +179,8 @@ class CompositionDataModule(pl.LightningDataModule):
         else:
             given = None
         split_kwargs = dict(method=h.split, seed=h.seed, val_fraction=h.val_fraction, test_fraction=h.test_fraction,
-                            n_folds=h.n_folds, fold=h.fold, holdout_system=h.holdout_system)
+                            n_folds=h.n_folds, fold=h.fold, holdout_system=h.holdout_system,
+                            holdout_rule=h.holdout_rule)
         keep, split, report = clean(fractions, targets, given, split_kwargs, h.outlier_sigma)
         if h.train_fraction < 1.0:
             train_rows = np.flatnonzero(split == 0)
@@ -192,6 +195,9 @@ class CompositionDataModule(pl.LightningDataModule):
             "dataset": h.dataset, "files": {n: str(f) for n, f in files.items()}, "rows_read": rows_read,
             "dropped_bad_rows": len(problems), "bad_rows": problems[:50], **report,
         }
+        # element fractions and targets per split (the screening hull is built from "train")
+        self.compositions = {name: (fractions[keep][split == s], targets[keep][split == s])
+                             for s, name in enumerate(("train", "val", "test"))}
         x = torch.from_numpy(np.ascontiguousarray(feats[keep], dtype=np.float32))
         y = torch.from_numpy(targets[keep].astype(np.float32)).unsqueeze(1)
         split_t = torch.from_numpy(split)
@@ -232,7 +238,13 @@ class CompositionDataModule(pl.LightningDataModule):
 
     # ------------------------------------------------- checkpointed state
     def state_dict(self) -> dict:
-        return {"feature_mean": self.feature_mean, "feature_std": self.feature_std}
+        return {"feature_mean": self.feature_mean, "feature_std": self.feature_std, "elements": list(ELEMNET_ELEMENTS)}
 
     def load_state_dict(self, state: dict) -> None:
+        elements = state.get("elements")
+        if elements is not None and tuple(elements) != ELEMNET_ELEMENTS:
+            raise ValueError(
+                f"the checkpoint was trained on a different element list ({len(elements)} elements: "
+                f"{', '.join(elements[:5])}, ...) than this project's {N_ELEMENTS} ElemNet elements"
+            )
         self.feature_mean, self.feature_std = state.get("feature_mean"), state.get("feature_std")

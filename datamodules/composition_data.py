@@ -26,14 +26,30 @@ def lowest_per_composition(keys: np.ndarray, targets: np.ndarray) -> np.ndarray:
     return np.sort(order[first])
 
 
-def chemical_system_mask(fractions: np.ndarray, system: str) -> np.ndarray:
-    """Rows made only of the elements of ``system`` (``"Ti-O"``, ``"Na-Fe-Mn-O"``)."""
+def system_elements(system: str) -> list[str]:
+    """``"Ti-O"`` or ``"Ti,O"`` as element symbols; an unknown symbol is an error."""
     symbols = [s.strip() for s in system.replace(",", "-").split("-") if s.strip()]
     unknown = [s for s in symbols if s not in ELEMENT_INDEX]
     if not symbols or unknown:
         raise ValueError(f"chemical system {system!r}: unknown element(s) {unknown}")
+    return symbols
+
+
+def chemical_system_mask(fractions: np.ndarray, system: str, rule: str = "only") -> np.ndarray:
+    """Rows of a chemical system (``"Ti-O"``, ``"Na-Fe-Mn-O"``).
+
+    ``only``: made only of the system's elements (its whole phase diagram, the
+    3.3.7 Na-Fe-Mn-O test); ``contains``: containing every element of the
+    system, with or without others (the 3.3.7 Ti-O test: "all entries that
+    contain both Ti and O").
+    """
+    columns = [ELEMENT_INDEX[s] for s in system_elements(system)]
+    if rule == "contains":
+        return (fractions[:, columns] > 0).all(axis=1)
+    if rule != "only":
+        raise ValueError(f"unknown holdout rule {rule!r}: use only or contains")
     outside = np.ones(fractions.shape[1], dtype=bool)
-    outside[[ELEMENT_INDEX[s] for s in symbols]] = False
+    outside[columns] = False
     return ~(fractions[:, outside] > 0).any(axis=1)
 
 
@@ -46,13 +62,15 @@ def assign_splits(
     n_folds: int = 10,
     fold: int = 0,
     holdout_system: str = "Ti-O",
+    holdout_rule: str = "only",
 ) -> np.ndarray:
     """A split label per row: 0 train, 1 val, 2 test (rows already deduplicated).
 
     ``random``: test_fraction of rows to test, val_fraction of the rest to val.
     ``kfold``: fold ``fold`` of ``n_folds`` seeded folds is the test set.
-    ``holdout_system``: every composition made only of the system's elements
-    is the test set (diss. 3.3.7), the rest split randomly into train/val.
+    ``holdout_system``: every composition of the system (``holdout_rule``, see
+    ``chemical_system_mask``) is the test set (diss. 3.3.7), the rest split
+    randomly into train/val.
     """
     n = len(fractions)
     rng = np.random.default_rng(seed)
@@ -67,9 +85,9 @@ def assign_splits(
         folds[rng.permutation(n)] = np.arange(n) % n_folds
         labels[folds == fold] = 2
     elif method == "holdout_system":
-        held = chemical_system_mask(fractions, holdout_system)
+        held = chemical_system_mask(fractions, holdout_system, holdout_rule)
         if not held.any():
-            raise ValueError(f"no composition in the data is made only of {holdout_system}")
+            raise ValueError(f"no composition in the data belongs to {holdout_system} (rule {holdout_rule!r})")
         labels[held] = 2
     else:
         raise ValueError(f"unknown split method {method!r}: use fixed, random, kfold or holdout_system")
