@@ -14,7 +14,7 @@ TASK_CONFIGS = --config configs/defaults.yaml --config configs/tasks/$(TASK).yam
 export MLFLOW_TRACKING_URI ?= sqlite:///mlruns/mlflow.db
 export PYTHONUNBUFFERED = 1
 
-.PHONY: help setup data lock test train predict baseline bench ui server clean check-task search screen bench-screen
+.PHONY: help setup postgresql data lock test train predict baseline bench ui server clean check-task search screen bench-screen
 
 help:
 	@echo "make setup                        create .venv, install pinned dependencies, fetch + verify datasets"
@@ -37,7 +37,16 @@ setup:
 	$(PY) -m pip install --quiet -r requirements-lock.txt
 	$(PY) -m pip install --quiet --no-deps -e . --config-settings editable_mode=compat
 	$(PY) -m pip check
+	$(MAKE) postgresql
 	$(MAKE) data
+
+# Debian's PostgreSQL: the tests start a throwaway server from it (MLflow and Optuna backends).
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+postgresql:
+	@if command -v pg_ctl >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1; then \
+	  echo "PostgreSQL present"; else \
+	  echo "installing Debian's postgresql"; \
+	  $(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends postgresql; fi
 
 data:
 	$(PY) -m cli.fetch_data

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import errno
-import hashlib
 import json
 import os
 import resource
@@ -33,6 +32,7 @@ import torch
 os.environ.setdefault("MLFLOW_TRACKING_URI", "sqlite:///mlruns/mlflow.db")
 
 from cli.screening import CANDIDATES  # noqa: E402
+from datamodules.sources.registry import sha256_of  # noqa: E402
 from materials.elements import ELEMNET_ELEMENTS, N_ELEMENTS  # noqa: E402
 from materials.enumeration import (  # noqa: E402
     chunk_size, chunks, count_compositions, element_ids,
@@ -58,7 +58,7 @@ def parse_args(argv):
     ap.add_argument("--overwrite", action="store_true", help="replace an existing output or partial screen")
     ap.add_argument("--device", default="auto", help="auto (GPU when present), cpu, cuda, cuda:1 ...")
     ap.add_argument("--precision", default="auto", choices=["auto", "32", "16-mixed", "bf16-mixed"])
-    ap.add_argument("--batch_size", type=int, default=0, help="scoring batch (default 16384 CPU, 262144 GPU)")
+    ap.add_argument("--batch_size", type=int, default=0, help="scoring batch (default 4096 CPU, 262144 GPU)")
     ap.add_argument("--count_only", action="store_true", help="print the enumeration counts and stop")
     ap.add_argument("--experiment", default="screening")
     args = ap.parse_args(argv)
@@ -79,14 +79,6 @@ def print_counts(n_elements: int, args) -> dict[int, int]:
     print(f"paper settings (86 elements, arity 2-4, sum <= 10): {sum(paper.values()):,} exactly "
           f"(the dissertation says {PAPER_COUNT})", file=sys.stderr)
     return counts
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def write_atomic(path: Path, write, kept_in: Path) -> None:
@@ -202,7 +194,7 @@ def run_screen(args, ckpt: Path, module, datamodule, ids: np.ndarray, counts: di
 
     symbols = [ELEMNET_ELEMENTS[i] for i in ids]
     output = args.output or Path("outputs/screen") / f"{ckpt.parent.parent.name or ckpt.stem}-arity{args.max_arity}.parquet"
-    signature = {"checkpoint_sha256": file_sha256(ckpt), "elements": symbols, "min_arity": args.min_arity,
+    signature = {"checkpoint_sha256": sha256_of(ckpt), "elements": symbols, "min_arity": args.min_arity,
                  "max_arity": args.max_arity, "max_sum": args.max_sum, "threshold": args.threshold}
     partial = PartialScreen(output, signature, args.overwrite)
 

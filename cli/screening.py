@@ -35,7 +35,7 @@ class Scorer:
         self.module = module.to(self.device).eval()
         self.datamodule = datamodule
         self.features = datamodule.hparams.features
-        self.batch_size = batch_size or (262_144 if self.device.type == "cuda" else 16_384)
+        self.batch_size = batch_size or (262_144 if self.device.type == "cuda" else 4_096)
         self.precision = precision
         self.max_precision_error: float | None = None
         self._calibrated = torch.float32
@@ -48,7 +48,7 @@ class Scorer:
         feats = torch.from_numpy(featurize(fractions.cpu().numpy(), self.features))
         return self.datamodule.transform(feats).to(self.device)
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def predict(self, fractions: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
         """Predictions (float32) for (n, 86) fractions on the device."""
         dtype = self._dtype() if dtype is None else dtype

@@ -62,8 +62,8 @@ def mlflow_server(backend: str, cwd: Path, artifacts: str | None = None):
     from cli.ui import server_command
 
     port = free_port()
-    server = subprocess.Popen(server_command(backend, port, artifacts), cwd=cwd,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log = open(Path(cwd) / f"mlflow-server-{port}.log", "w+")
+    server = subprocess.Popen(server_command(backend, port, artifacts), cwd=cwd, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.time() + 90
@@ -73,9 +73,54 @@ def mlflow_server(backend: str, cwd: Path, artifacts: str | None = None):
                     break
             except OSError:
                 if time.time() > deadline or server.poll() is not None:
-                    raise AssertionError("MLflow server did not answer /health within 90 s") from None
+                    log.seek(0)
+                    raise AssertionError(f"MLflow server did not answer /health within 90 s:\n{log.read()[-3000:]}") from None
                 time.sleep(0.5)
         yield url
     finally:
         server.terminate()
         server.wait(timeout=30)
+        log.close()
+
+
+def _postgres_bin(name: str) -> str:
+    import glob
+    import shutil
+
+    found = shutil.which(name) or next(iter(sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))[::-1]), None)
+    if not found:
+        raise AssertionError(f"PostgreSQL's {name} is not installed: `make setup` installs Debian's postgresql")
+    return found
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A real PostgreSQL server on a free loopback port for the session; yields a URL prefix
+    ``postgresql://test@127.0.0.1:<port>/`` (append a database name made by ``createdb``)."""
+    import shutil
+    import tempfile
+
+    root = Path(tempfile.mkdtemp(prefix="pytest-postgres-"))  # not under pytest's private (0700) tree
+    data, sockets = root / "data", root / "sockets"
+    sockets.mkdir()
+    as_user: list[str] = []
+    if os.geteuid() == 0:  # PostgreSQL refuses to run as root: run it as the postgres user
+        as_user = ["runuser", "-u", "postgres", "--"]
+        shutil.chown(root, "postgres")
+        shutil.chown(sockets, "postgres")
+    port = free_port()
+
+    def run(*cmd):
+        out = subprocess.run(as_user + list(cmd), capture_output=True, text=True, cwd="/", timeout=120)
+        assert out.returncode == 0, f"{cmd[0]} failed: {out.stderr[-2000:]}"
+
+    run(_postgres_bin("initdb"), "-D", str(data), "-U", "test", "-A", "trust", "--no-sync")
+    log = root / "server.log"
+    run(_postgres_bin("pg_ctl"), "-D", str(data), "-l", str(log), "-w", "-o",
+        f"-p {port} -k {sockets} -c listen_addresses=127.0.0.1 -c fsync=off", "start")
+    try:
+        yield f"postgresql://test@127.0.0.1:{port}/", lambda name: run(
+            _postgres_bin("createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "test", name)
+    finally:
+        run(_postgres_bin("pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop")
+        shutil.rmtree(root, ignore_errors=True)
