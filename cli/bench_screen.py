@@ -74,8 +74,9 @@ def main(argv: list[str] | None = None) -> dict:
     scorer = Scorer(module, datamodule, args.device, batch_size=args.batch_size)
     datamodule.setup()
     ids = element_ids("")
-    (index, binaries), t_hull_setup = timed(lambda: (lambda i: (i, BinaryHullTable(i, ids)))(
-        HullIndex(*datamodule.compositions["train"])))
+    index, t_index = timed(lambda: HullIndex(*datamodule.compositions["train"]))
+    binaries, t_table = timed(lambda: BinaryHullTable(index, ids))
+    t_hull_setup = t_index + t_table
     quaternary = [c for c in chunks(len(ids), 4, 4)][: args.chunks]
     n = sum(len(chunk_combinations(c, len(ids))) for c in quaternary) * 205
     scorer.calibrate(chunk_fractions(ids, chunk_combinations(quaternary[0], len(ids))[:2048], 4, 10, scorer.device))

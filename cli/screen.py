@@ -280,6 +280,7 @@ def holdout(args, datamodule, scorer, ids, symbols, output: Path) -> dict | None
     from cli.screen_report import binary_hull_plot, holdout_recovery, recovery_markdown
     from cli.screening import chunk_fractions
     from materials.enumeration import chunk_combinations
+    from materials.hull import HullIndex
 
     system = datamodule.hparams.holdout_system.replace(",", "-").split("-")
     if sorted(system) != sorted(symbols):
@@ -293,7 +294,8 @@ def holdout(args, datamodule, scorer, ids, symbols, output: Path) -> dict | None
     parts = [datamodule.compositions[s] for s in ("train", "val", "test")]
     all_f = np.concatenate([p[0] for p in parts]).astype(np.float64)
     all_e = np.concatenate([p[1] for p in parts]).astype(np.float64)
-    result = holdout_recovery(screened, all_f, all_e, parts[2][0].astype(np.float64), symbols)
+    true_index = HullIndex(all_f, all_e)  # the hull of all the data, withheld compounds included
+    result = holdout_recovery(screened, all_f, all_e, true_index, parts[2][0].astype(np.float64), symbols)
     text = recovery_markdown(result)
     print(text, file=sys.stderr)
     mlflow.log_text(text, "holdout_recovery.md")
@@ -301,7 +303,7 @@ def holdout(args, datamodule, scorer, ids, symbols, output: Path) -> dict | None
                         "holdout/spurious": result["spurious"]})
     if len(symbols) == 2:
         plot = output.with_suffix(".hull.png")
-        binary_hull_plot(screened, all_f, all_e, symbols, plot)
+        binary_hull_plot(screened, all_f, all_e, true_index, symbols, plot)
         mlflow.log_artifact(str(plot))
     return result
 

@@ -45,12 +45,12 @@ def table_3_3(candidates: pd.DataFrame, max_arity: int) -> tuple[pd.DataFrame, i
 
 
 def holdout_recovery(screened: pd.DataFrame, all_fractions: np.ndarray, all_energies: np.ndarray,
-                     withheld_fractions: np.ndarray, system: list[str], tolerance: float = 0.05,
+                     true_index: HullIndex, withheld_fractions: np.ndarray, system: list[str], tolerance: float = 0.05,
                      min_depth: float = 0.025) -> dict:
     """Which withheld stable compounds the screen's predicted hull recovers (Fig. 3.5).
 
     ``screened``: every screened composition of the system (columns ``fractions``
-    as (n, 86) rows and ``predicted_dhf``). A withheld compound is stable when it
+    as (n, 86) rows and ``predicted_dhf``); ``true_index``: the hull of all the data. A withheld compound is stable when it
     is on the hull of all the data; it is recovered when a vertex of the hull of
     the predictions lies within ``tolerance`` (L2 over fractions) of it. A smooth
     model puts nearly every grid point on its own hull, so a predicted vertex
@@ -60,7 +60,6 @@ def holdout_recovery(screened: pd.DataFrame, all_fractions: np.ndarray, all_ener
     """
     columns = [ELEMNET_ELEMENTS.index(s) for s in system]
     inside = ~np.delete(all_fractions, columns, axis=1).any(axis=1)
-    true_index = HullIndex(all_fractions, all_energies)
     sys_f, sys_e = all_fractions[inside], all_energies[inside]
     on_hull = (sys_e < 0) & (sys_e - true_index.hull_energy(sys_f) <= 1e-6)
     stable = sys_f[on_hull]
@@ -119,7 +118,7 @@ def recovery_markdown(report: dict) -> str:
 
 
 def binary_hull_plot(screened: pd.DataFrame, all_fractions: np.ndarray, all_energies: np.ndarray,
-                     system: list[str], path) -> None:
+                     true_index: HullIndex, system: list[str], path) -> None:
     """Fig. 3.5(a): predicted ΔHf and hull against the hull of all the data, for a binary."""
     import matplotlib
 
@@ -136,7 +135,7 @@ def binary_hull_plot(screened: pd.DataFrame, all_fractions: np.ndarray, all_ener
     line[:, a], line[:, b] = 1 - grid, grid
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.scatter(known_x, known_e, s=10, c="0.6", label="OQMD (all, incl. withheld)")
-    ax.plot(grid, HullIndex(all_fractions, all_energies).hull_energy(line), "k-", label="OQMD hull")
+    ax.plot(grid, true_index.hull_energy(line), "k-", label="OQMD hull")
     ax.scatter(pred_x, pred_e, s=14, c="tab:red", label="screen: predicted")
     ax.plot(grid, HullIndex(pred_f, pred_e).hull_energy(line), "r--", label="predicted hull")
     ax.set_xlabel(f"fraction of {system[1]} in {system[0]}-{system[1]}")

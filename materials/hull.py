@@ -73,6 +73,15 @@ def _binary_facets(x0: np.ndarray, e: np.ndarray) -> np.ndarray:
     return np.array(rows)
 
 
+def group_by_system(fractions: np.ndarray) -> dict[tuple[int, ...], np.ndarray]:
+    """Row indices of each chemical system (sorted element columns), in one whole-array pass."""
+    present = fractions > 0
+    masks, inverse = np.unique(present, axis=0, return_inverse=True)
+    order = np.argsort(inverse.ravel(), kind="stable")
+    bounds = np.cumsum(np.bincount(inverse.ravel(), minlength=len(masks)))[:-1]
+    return {tuple(np.flatnonzero(m).tolist()): rows for m, rows in zip(masks, np.split(order, bounds))}
+
+
 class HullIndex:
     """The known compounds, grouped by chemical system, with cached facet matrices.
 
@@ -90,10 +99,7 @@ class HullIndex:
         self.n_elements = fractions.shape[1]
         keep = (energies < 0) & ((fractions > 0).sum(axis=1) > 1)  # only these can be on a hull
         fractions, energies = fractions[keep], energies[keep]
-        present = fractions > 0
-        systems: dict[tuple[int, ...], list[int]] = {}
-        for row, cols in enumerate(map(np.flatnonzero, present)):
-            systems.setdefault(tuple(cols.tolist()), []).append(row)
+        systems = group_by_system(fractions)
         self._points = {s: (fractions[np.ix_(rows, s)], energies[rows]) for s, rows in systems.items()}
         self._cache: OrderedDict[tuple[int, ...], np.ndarray] = OrderedDict()
         self._cache_size = cache_size
@@ -133,12 +139,7 @@ class HullIndex:
         """Hull energy (eV/atom) at each row of (n, n_elements) fractions, any systems mixed."""
         fractions = np.asarray(fractions, dtype=np.float64)
         out = np.zeros(len(fractions))
-        present = fractions > 0
-        keys = [tuple(np.flatnonzero(p).tolist()) for p in present]
-        groups: dict[tuple[int, ...], list[int]] = {}
-        for i, key in enumerate(keys):
-            groups.setdefault(key, []).append(i)
-        for system, rows in groups.items():
+        for system, rows in group_by_system(fractions).items():
             if len(system) < 2:
                 continue
             x = fractions[np.ix_(rows, system)]
