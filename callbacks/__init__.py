@@ -2,6 +2,8 @@
 
 from callbacks.composition_model import LogCompositionModel
 from callbacks.mlflow_run import MLflowRunInfo, MLflowSaveConfig
+from callbacks.mve_baselines import HomogenizationBaselines, LocalizationBaselines
 from callbacks.regression_plots import RegressionPlots
 
-__all__ = ["LogCompositionModel", "MLflowRunInfo", "MLflowSaveConfig", "RegressionPlots"]
+__all__ = ["HomogenizationBaselines", "LocalizationBaselines", "LogCompositionModel", "MLflowRunInfo", "MLflowSaveConfig",
+           "RegressionPlots"]

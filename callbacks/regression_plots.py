@@ -24,7 +24,7 @@ def parity_and_cdf(pred: np.ndarray, true: np.ndarray, out_dir: Path, unit: str 
     fig, ax = plt.subplots(figsize=(5, 5))
     if len(true) > 5000:
         hb = ax.hexbin(true, pred, gridsize=120, bins="log", cmap="viridis", mincnt=1)
-        fig.colorbar(hb, ax=ax, label="compositions")
+        fig.colorbar(hb, ax=ax, label="test points per bin")
     else:
         ax.scatter(true, pred, s=6, alpha=0.5)
     ax.plot([lo, hi], [lo, hi], "k--", lw=1)
@@ -59,5 +59,6 @@ class RegressionPlots(pl.Callback):
             return
         pred, true = (t.numpy() for t in outputs)
         with tempfile.TemporaryDirectory() as tmp:
-            for path in parity_and_cdf(pred, true, Path(tmp)):
+            unit = getattr(trainer.datamodule, "target_unit", "eV/atom")
+            for path in parity_and_cdf(pred, true, Path(tmp), unit=unit):
                 logger.experiment.log_artifact(logger.run_id, str(path), "plots")

@@ -61,6 +61,12 @@ class TaskCLI(LightningCLI):
                 if not cb.init_args.get("dirpath"):
                     cb.init_args.dirpath = str(checkpoint_dir)
                 checkpoint_dir = Path(cb.init_args.dirpath)
+        if trainer.get("sync_batchnorm") and not _gpu_run(trainer):
+            import warnings
+
+            warnings.warn("sync_batchnorm is GPU-only in torch DDP: on CPU each process keeps its own BatchNorm "
+                          "statistics (turned off)", stacklevel=1)
+            trainer.sync_batchnorm = False
         run_id = self._resumed_run_id(checkpoint_dir)
         for args in logger_args:
             if run_id and not args.get("run_id"):
@@ -79,10 +85,27 @@ class TaskCLI(LightningCLI):
         return torch.load(path, map_location="cpu", weights_only=True).get("mlflow_run_id")
 
 
+def _gpu_run(trainer) -> bool:
+    accelerator = str(trainer.get("accelerator") or "auto")
+    if accelerator == "auto":
+        import torch
+
+        return torch.cuda.is_available()
+    return accelerator in ("gpu", "cuda")
+
+
 def _mark(cli: TaskCLI, status: str) -> None:
+    """Record how the run ended; if the tracking server is unreachable, say so (the run stays RUNNING there)."""
+    import sys
+
     for logger in cli.trainer.loggers:
         if isinstance(logger, MLFlowLogger) and logger._initialized:
-            logger.experiment.set_terminated(logger.run_id, status)
+            try:
+                logger.experiment.set_terminated(logger.run_id, status)
+            except Exception as err:  # noqa: BLE001 - the original error is what the user must see
+                print(f"could not mark MLflow run {logger.run_id} {status} at {logger._tracking_uri}: "
+                      f"{type(err).__name__}. The checkpoints are kept: when the tracking server is back, "
+                      f"`--ckpt_path last` continues the same run.", file=sys.stderr)
 
 
 def build(args: list[str] | None = None) -> TaskCLI:

@@ -14,10 +14,17 @@ REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs"
 
 
+# simulated datasets small enough to generate in seconds (the smoke config subsamples real ones)
+SMOKE_DATA = {
+    "homogenization": ["--data.init_args.n_elements=12", "--data.init_args.size=33"],
+    "localization": ["--data.init_args.n_elements=12", "--data.init_args.size=15"],
+}
+
+
 def task_args(task: str, *extra: str, smoke: bool = True) -> list[str]:
     args = ["--config", str(CONFIGS / "defaults.yaml"), "--config", str(CONFIGS / "tasks" / f"{task}.yaml")]
     if smoke:
-        args += ["--config", str(CONFIGS / "smoke.yaml")]
+        args += ["--config", str(CONFIGS / "smoke.yaml"), *SMOKE_DATA.get(task, [])]
     # MLflow caches one store per URI string, so each test names its own database absolutely.
     args += [f"--trainer.logger.init_args.tracking_uri={os.environ['MLFLOW_TRACKING_URI']}"]
     return args + list(extra)
@@ -33,7 +40,7 @@ def workdir(tmp_path, monkeypatch):
 
 
 def run_module(module: str, args: list[str], cwd: Path, timeout: int = 600, **kwargs) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, **kwargs.pop("env", {}), "PYTHONUNBUFFERED": "1"}
     return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, env=env, capture_output=True,
                           text=True, timeout=timeout, **kwargs)
 
@@ -54,15 +61,15 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def mlflow_server(backend: str, cwd: Path, artifacts: str | None = None):
-    """A real ``mlflow server`` on a free loopback port; yields its URL, stops it after."""
+def mlflow_server(backend: str, cwd: Path, artifacts: str | None = None, port: int | None = None):
+    """A real ``mlflow server`` on a loopback port (a free one unless given); yields its URL, stops it after."""
     import time
     import urllib.request
 
     from cli.ui import server_command
 
-    port = free_port()
-    log = open(Path(cwd) / f"mlflow-server-{port}.log", "w+")
+    port = port or free_port()
+    log = open(Path(cwd) / f"mlflow-server-{port}.log", "a+")
     server = subprocess.Popen(server_command(backend, port, artifacts), cwd=cwd, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:

@@ -52,3 +52,27 @@ def test_individual_shortcut_adds_the_input():
     block = net.blocks[0]
     x = torch.randn(3, 4)
     torch.testing.assert_close(block(x), block.body(x) + x)
+
+
+def test_homogenization_cnn_has_five_blocks_two_dense_layers_and_3_8m_parameters():
+    from lightning_modules.nets import HomogenizationCNN
+
+    net = HomogenizationCNN(51)
+    assert sum(isinstance(m, nn.Conv3d) for m in net.modules()) == 5
+    assert sum(isinstance(m, nn.MaxPool3d) for m in net.modules()) == 5
+    assert [m.out_features for m in net.modules() if isinstance(m, nn.Linear)] == [2048, 1024, 1]
+    assert sum(p.numel() for p in net.parameters() if p.requires_grad) - sum(
+        p.numel() for m in net.modules() if isinstance(m, nn.BatchNorm3d) for p in m.parameters()) == 3_801_505
+    net.eval()
+    assert net(torch.rand(2, 1, 51, 51, 51)).shape == (2, 1)
+    with pytest.raises(ValueError, match="at least 32 voxels"):
+        HomogenizationCNN(21)
+
+
+def test_localization_cnn_reads_a_neighbourhood_as_channels():
+    from lightning_modules.nets import LocalizationCNN
+
+    net = LocalizationCNN(11)
+    assert sum(isinstance(m, nn.Conv2d) for m in net.modules()) == 2
+    assert sum(isinstance(m, nn.Linear) for m in net.modules()) == 3  # two dense layers + the output
+    assert net(torch.rand(5, 11, 11, 11)).shape == (5, 1)

@@ -20,7 +20,16 @@ def test_every_task_config_runs_fast_dev_run(task, workdir):
 
 
 def test_paper_profiles_parse(workdir):
+    """Composition profiles carry the published hyperparameters, microstructure ones the published dataset sizes."""
+    from cli.train import build
+
+    sizes = {"homogenization": (8550, 51, 50), "localization": (2500, 21, 10)}
     for profile in sorted((CONFIGS / "profiles" / "paper").glob("*.yaml")):
+        if profile.stem in sizes:  # parse only: instantiating would simulate the paper's dataset
+            cli = build(task_args(profile.stem, "--config", str(profile), smoke=False))
+            hp = cli.datamodule.hparams
+            assert (hp.n_elements, hp.size, hp.contrast) == sizes[profile.stem]
+            continue
         cli = main(task_args(profile.stem, "--config", str(profile), "--trainer.fast_dev_run=true"))
         assert cli.model.hparams.lr == 1e-4
         assert cli.datamodule.hparams.batch_size in (32, 64)
@@ -89,11 +98,16 @@ def test_crash_marks_the_run_failed(workdir):
     assert len(runs) == 1 and runs.iloc[0].status == "FAILED"
 
 
-def test_ddp_two_cpu_processes(workdir):
-    result = run_module("cli.train", task_args("elemnet", "--config", str(CONFIGS / "ddp.yaml"),
-                                               "--trainer.accelerator=cpu"), cwd=workdir)
+@pytest.mark.parametrize("task,experiment,extra", [
+    ("elemnet", "oqmd_formation_enthalpy", []),
+    ("homogenization", "mve_homogenization", ["--data.init_args.train_fraction=1", "--data.init_args.batch_size=2"]),
+])
+def test_ddp_two_cpu_processes(task, experiment, extra, workdir):
+    """One test per task family present: composition MLP and 3-D CNN with BatchNorm."""
+    result = run_module("cli.train", task_args(task, "--config", str(CONFIGS / "ddp.yaml"),
+                                               "--trainer.accelerator=cpu", *extra), cwd=workdir)
     assert result.returncode == 0, result.stderr[-3000:]
-    runs = search_runs(workdir, "oqmd_formation_enthalpy")
+    runs = search_runs(workdir, experiment)
     assert len(runs) == 1 and runs.iloc[0].status == "FINISHED"
     assert pd.notna(runs.iloc[0]["metrics.test/mae"])
 

@@ -42,3 +42,46 @@ def test_training_logs_to_a_tracking_server_through_the_environment(workdir, mon
         assert model.predict(pd.DataFrame({"formula": ["NaCl"]})).shape == (1,)
     assert not (workdir / "mlruns" / "mlflow.db").exists()  # nothing went to the local store
     assert any((workdir / "served").rglob("parity.png"))
+
+
+def test_a_tracking_server_that_goes_away_fails_the_run_loudly_and_resume_continues_it(workdir):
+    """Stated behaviour: no buffering. Once MLflow's HTTP retries are spent the run fails with the
+    connection error; checkpoints stay, and ``--ckpt_path last`` continues the same MLflow run."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    import mlflow
+    import torch
+
+    from conftest import free_port
+
+    backend, artifacts, port = f"sqlite:///{workdir}/server.db", str(workdir / "served"), free_port()
+    env = {**os.environ, "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1"}
+    args = [a for a in task_args("elemnet", *SSUB, "--trainer.max_epochs=500", "--trainer.limit_train_batches=2",
+                                 "--trainer.limit_val_batches=1") if "tracking_uri" not in a]
+    last = workdir / "outputs" / "elemnet" / "checkpoints" / "last.ckpt"
+    with mlflow_server(backend, workdir, artifacts, port=port) as url:
+        env["MLFLOW_TRACKING_URI"] = url
+        proc = subprocess.Popen([sys.executable, "-m", "cli.train", *args], cwd=workdir, env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        deadline = time.time() + 300
+        while not last.exists() and time.time() < deadline and proc.poll() is None:
+            time.sleep(0.5)
+        time.sleep(1)
+        assert proc.poll() is None, proc.stderr.read()[-3000:]
+    _, stderr = proc.communicate(timeout=300)  # the server is gone
+    assert proc.returncode != 0
+    assert "Connection refused" in stderr or "ConnectionError" in stderr or "Max retries" in stderr, stderr[-3000:]
+    assert "--ckpt_path last` continues the same run" in stderr
+    with mlflow_server(backend, workdir, artifacts, port=port) as url:
+        mlflow.set_tracking_uri(url)
+        assert mlflow.search_runs(experiment_names=["ssub"]).iloc[0].status == "RUNNING"
+        epoch = torch.load(last, weights_only=True, map_location="cpu")["epoch"]
+        resume = [a if a != "--trainer.max_epochs=500" else f"--trainer.max_epochs={epoch + 2}" for a in args]
+        result = run_module("cli.train", [*resume, "--ckpt_path", "last"], cwd=workdir,
+                            env={**env, "MLFLOW_TRACKING_URI": url})
+        assert result.returncode == 0, result.stderr[-3000:]
+        runs = mlflow.search_runs(experiment_names=["ssub"])
+        assert len(runs) == 1 and runs.iloc[0].status == "FINISHED"

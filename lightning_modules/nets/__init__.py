@@ -2,5 +2,6 @@
 
 from lightning_modules.nets.elemnet import ElemNet
 from lightning_modules.nets.irnet import IRNet, stack_sizes
+from lightning_modules.nets.mve_cnn import HomogenizationCNN, LocalizationCNN
 
-__all__ = ["ElemNet", "IRNet", "stack_sizes"]
+__all__ = ["ElemNet", "HomogenizationCNN", "IRNet", "LocalizationCNN", "stack_sizes"]

@@ -1,0 +1,1 @@
+"""Datasets simulated from physics once into a versioned cache, then read fast."""

@@ -1,0 +1,151 @@
+"""Microstructure volume element (MVE) datasets, labelled by the FFT elasticity solver.
+
+One HDF5 file per parameter set, named by the hash of the parameters and the
+simulator version, under ``<data>/mve/``. Element ``i`` is drawn from its own seed
+(:func:`element_seeds`), so an interrupted generation resumes after the last
+finished batch and produces the same file as an uninterrupted one, whatever
+the batch size. Every array is chunked per element, gzip-compressed and
+Fletcher-32 checksummed, so a corrupted chunk fails on read; a file whose
+recorded parameters or version differ from the request is refused.
+
+Stored per element: ``micro`` (uint8 voxels), ``volume_fraction``,
+``correlation_length`` (3 voxels), ``c11`` (GPa: mean σ11 under unit
+macroscopic ε11, the other strains 0), ``iterations`` and ``residual`` of the
+solver, and for localization ``strain11`` (local ε11 over the applied ε11,
+float32).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+
+from materials.elasticity import TwoPhaseElasticity, effective_c11
+from materials.microstructure import MicrostructureSampler
+
+SIMULATOR_VERSION = 1
+
+
+@dataclass(frozen=True)
+class MVEDatasetSpec:
+    """Everything that decides the content of an MVE dataset (and so its cache name)."""
+
+    kind: Literal["homogenization", "localization"] = "homogenization"
+    n_elements: int = 400
+    size: int = 51
+    volume_fraction: tuple[float, float] = (0.1, 0.9)
+    correlation_length: tuple[float, float] = (1.0, 5.0)
+    anisotropic: bool = False
+    contrast: float = 50.0
+    young_hard: float = 120.0
+    poisson: float = 0.3
+    tol: float = 1e-5
+    max_iter: int = 1000
+    seed: int = 0
+    batch: int = field(default=8, compare=False)  # elements per solver call: speed only, not content
+
+    def __post_init__(self):
+        if self.n_elements < 1:
+            raise ValueError(f"n_elements must be >= 1, got {self.n_elements}")
+        self.sampler(), self.material()  # validates ranges, contrast and Poisson ratio
+
+    def sampler(self) -> MicrostructureSampler:
+        return MicrostructureSampler(self.size, tuple(self.volume_fraction), tuple(self.correlation_length),
+                                     self.anisotropic)
+
+    def material(self) -> TwoPhaseElasticity:
+        return TwoPhaseElasticity(self.young_hard, self.contrast, self.poisson, self.poisson)
+
+    def content(self) -> dict:
+        d = asdict(self)
+        d.pop("batch")
+        d["volume_fraction"], d["correlation_length"] = list(self.volume_fraction), list(self.correlation_length)
+        return {"simulator_version": SIMULATOR_VERSION, **d}
+
+    def cache_name(self) -> str:
+        digest = hashlib.sha256(json.dumps(self.content(), sort_keys=True).encode()).hexdigest()[:12]
+        return f"{self.kind}-{self.size}c{self.contrast:g}-n{self.n_elements}-{digest}.h5"
+
+
+def element_seeds(spec: MVEDatasetSpec, rows) -> list[int]:
+    return [spec.seed * 1_000_003 + int(i) for i in rows]
+
+
+def _create(path: Path, spec: MVEDatasetSpec):
+    import h5py
+
+    n, s = spec.n_elements, spec.size
+    with h5py.File(path, "w") as f:
+        f.attrs["spec"] = json.dumps(spec.content(), sort_keys=True)
+        f.attrs["n_done"] = 0
+        voxels = {"chunks": (1, s, s, s), "compression": "gzip", "fletcher32": True}
+        f.create_dataset("micro", (n, s, s, s), dtype="u1", **voxels)
+        if spec.kind == "localization":
+            f.create_dataset("strain11", (n, s, s, s), dtype="f4", **voxels)
+        for name, shape, dtype in (("volume_fraction", (n,), "f8"), ("correlation_length", (n, 3), "f8"),
+                                   ("c11", (n,), "f8"), ("iterations", (n,), "i4"), ("residual", (n,), "f8")):
+            f.create_dataset(name, shape, dtype=dtype, fletcher32=True)
+
+
+def open_checked(path: Path, spec: MVEDatasetSpec, complete: bool = True):
+    """The dataset file, after checking it holds ``spec`` (and, with ``complete``, every element)."""
+    import h5py
+
+    f = h5py.File(path, "r")
+    recorded = json.loads(f.attrs.get("spec", "{}"))
+    if recorded != spec.content():
+        f.close()
+        raise ValueError(f"{path}: cached MVE dataset was made with other parameters or simulator version "
+                         f"({recorded}); delete it or change the request")
+    if complete and int(f.attrs["n_done"]) != spec.n_elements:
+        done = int(f.attrs["n_done"])
+        f.close()
+        raise ValueError(f"{path}: only {done} of {spec.n_elements} elements generated; run prepare_data to resume")
+    return f
+
+
+def generate(spec: MVEDatasetSpec, root: Path, device: str = "auto", progress: bool = True) -> Path:
+    """Generate (or finish) the dataset of ``spec`` under ``root``; return its path."""
+    import h5py
+    from tqdm.auto import tqdm
+
+    root.mkdir(parents=True, exist_ok=True)
+    path = root / spec.cache_name()
+    if not path.exists():
+        _create(path, spec)
+    with open_checked(path, spec, complete=False) as f:
+        start = int(f.attrs["n_done"])
+    if start == spec.n_elements:
+        return path
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    sampler, material = spec.sampler(), spec.material()
+    began, bar = time.perf_counter(), tqdm(total=spec.n_elements, initial=start, unit="MVE", disable=not progress,
+                                           desc=f"solving {spec.kind} MVEs {spec.size}^3 c={spec.contrast:g}")
+    for first in range(start, spec.n_elements, spec.batch):
+        count = min(spec.batch, spec.n_elements - first)
+        drawn = sampler.draw(element_seeds(spec, range(first, first + count)), device=device)
+        c11, solution = effective_c11(drawn["micro"].to(device), material, tol=spec.tol, max_iter=spec.max_iter)
+        with h5py.File(path, "r+") as f:
+            rows = slice(first, first + count)
+            f["micro"][rows] = drawn["micro"].numpy()
+            f["volume_fraction"][rows] = drawn["volume_fraction"].numpy()
+            f["correlation_length"][rows] = drawn["correlation_length"].numpy()
+            f["c11"][rows] = c11.cpu().numpy()
+            f["iterations"][rows] = solution.iterations.cpu().numpy()
+            f["residual"][rows] = solution.residual.cpu().numpy()
+            if spec.kind == "localization":
+                f["strain11"][rows] = solution.strain[:, 0].cpu().numpy().astype(np.float32)
+            f.attrs["n_done"] = first + count
+        bar.update(first + count - bar.n)
+        rate = (bar.n - start) / (time.perf_counter() - began)
+        bar.set_postfix(cg_iterations=int(solution.iterations.float().mean()), MVE_per_s=f"{rate:.3g}")
+    bar.close()
+    return path

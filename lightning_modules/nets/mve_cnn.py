@@ -1,0 +1,90 @@
+"""CNNs for microstructure–property linkages of two-phase composites.
+
+- :class:`HomogenizationCNN` — Yang, Yabansu, Agrawal, Liao, Kalidindi, Choudhary,
+  "Deep learning approaches for mining structure-property linkages in high contrast
+  composites from simulation datasets", Comput. Mater. Sci. 151, 278 (2018): a 3-D CNN
+  of five convolution + pooling blocks and two dense layers (~3.8M parameters) maps a
+  51³ volume element to its effective stiffness. Our sources (review 002) give the block
+  count and the parameter total, not the widths; the defaults here — 3×3×3 convolutions
+  with 16, 32, 64, 128, 256 filters, 2×2×2 max pooling (51→25→12→6→3→1) and dense layers
+  of 2048 and 1024 — have 3,801,505 parameters at 51³.
+- :class:`LocalizationCNN` — Yang, Yabansu, Agrawal, Liao, Kalidindi, Choudhary,
+  "Establishing structure-property localization linkages for elastic deformation of
+  three-dimensional high contrast composites using deep learning approaches", Acta
+  Mater. 166, 335 (2019): the 11×11×11 neighbourhood of a voxel, read as 11 channels
+  (slices along the loading axis x1) of an 11×11 image, through two convolutions and two
+  dense layers to the voxel's strain. Widths are options (the published ones are not in
+  our sources); the defaults are sized for a 2-core CPU.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+
+class HomogenizationCNN(nn.Module):
+    """(B, 1, N, N, N) voxels → (B, 1) effective stiffness, in units of ``output_scale``.
+
+    Args:
+        n_features: voxels per edge of the input volume (linked from the datamodule).
+        channels: filters of the five convolution blocks.
+        dense: widths of the two dense layers.
+        batch_norm: batch normalisation after each convolution (``sync_batchnorm`` under DDP).
+        output_scale: the output is multiplied by this (e.g. the hard phase's C11 in GPa), so
+            the layers work at unit scale without a scaler fitted on the data.
+    """
+
+    def __init__(self, n_features: int = 51, channels: tuple[int, ...] = (16, 32, 64, 128, 256),
+                 dense: tuple[int, ...] = (2048, 1024), batch_norm: bool = True, dropout: float = 0.0,
+                 output_scale: float = 1.0):
+        super().__init__()
+        layers, width, size = [], 1, n_features
+        for c in channels:
+            layers += [nn.Conv3d(width, c, 3, padding=1)]
+            layers += [nn.BatchNorm3d(c)] if batch_norm else []
+            layers += [nn.ReLU(), nn.MaxPool3d(2, ceil_mode=False)]
+            width, size = c, size // 2
+        if size < 1:
+            raise ValueError(f"{len(channels)} pooling blocks need at least {2 ** len(channels)} voxels per edge, "
+                             f"got {n_features}")
+        head, flat = [nn.Flatten()], width * size**3
+        for d in dense:
+            head += [nn.Linear(flat, d), nn.ReLU()] + ([nn.Dropout(dropout)] if dropout else [])
+            flat = d
+        head += [nn.Linear(flat, 1)]
+        self.features = nn.Sequential(*layers)
+        self.head = nn.Sequential(*head)
+        self.output_scale = output_scale
+
+    def forward(self, x):
+        return self.head(self.features(x)) * self.output_scale
+
+
+class LocalizationCNN(nn.Module):
+    """(B, k, k, k) neighbourhoods (k = ``n_features``) → (B, 1) local strain / applied strain.
+
+    The k slices along x1 are the channels of a k×k image (2-D convolutions, Yang et al. 2019).
+    """
+
+    def __init__(self, n_features: int = 11, channels: tuple[int, int] = (32, 64), kernel_size: int = 3,
+                 dense: tuple[int, int] = (256, 128), batch_norm: bool = True):
+        super().__init__()
+        layers, width, size = [], n_features, n_features
+        for c in channels:
+            layers += [nn.Conv2d(width, c, kernel_size)]
+            layers += [nn.BatchNorm2d(c)] if batch_norm else []
+            layers += [nn.ReLU()]
+            width, size = c, size - kernel_size + 1
+        if size < 1:
+            raise ValueError(f"neighbourhood {n_features} is too small for {len(channels)} {kernel_size}x{kernel_size}"
+                             " convolutions")
+        flat = width * size**2
+        head = [nn.Flatten()]
+        for d in dense:
+            head += [nn.Linear(flat, d), nn.ReLU()]
+            flat = d
+        head += [nn.Linear(flat, 1)]
+        self.layers = nn.Sequential(*layers, *head)
+
+    def forward(self, x):
+        return self.layers(x)

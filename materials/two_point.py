@@ -1,0 +1,77 @@
+"""2-point statistics + PCA + polynomial regression: the homogenization baseline.
+
+The materials knowledge systems route to structure–property linkages (Kalidindi,
+Niezgoda, Salem, Acta Mater. 59, 4437 (2011); Gupta et al., Acta Mater. 91, 239
+(2015)), which Yang et al. 2018 beat with their 3-D CNN (6.79 % vs 3.10 %): the
+periodic autocorrelation of the phase-1 indicator, reduced by PCA fitted on the
+training elements only, then a low-order polynomial regression on the PC scores.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def _binary(micro, name: str = "micro") -> np.ndarray:
+    micro = np.asarray(micro)
+    if micro.ndim != 4:
+        raise ValueError(f"{name}: expected (n, N1, N2, N3) voxels, got shape {micro.shape}")
+    bad = (micro != 0) & (micro != 1)
+    if bad.any():
+        index = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise ValueError(f"{name}: voxels must be 0 or 1; element {index[0]} voxel {index[1:]} is {micro[index].item()!r}")
+    return micro
+
+
+def autocorrelation(micro, cutoff: int | None = None, batch: int = 64) -> np.ndarray:
+    """Periodic autocorrelation of phase 1, (n, …) float32, zero offset at the centre (= volume fraction).
+
+    ``cutoff`` keeps offsets |r_i| ≤ cutoff: shape (n, 2c+1, 2c+1, 2c+1).
+    """
+    micro = _binary(micro)
+    shape = micro.shape[1:]
+    out = []
+    for first in range(0, len(micro), batch):
+        m = micro[first:first + batch].astype(np.float64)
+        hat = np.fft.rfftn(m, axes=(1, 2, 3))
+        corr = np.fft.irfftn(hat * hat.conj(), s=shape, axes=(1, 2, 3)) / np.prod(shape)
+        corr = np.fft.fftshift(corr, axes=(1, 2, 3))
+        if cutoff is not None:
+            centre = [s // 2 for s in shape]
+            corr = corr[:, centre[0] - cutoff:centre[0] + cutoff + 1, centre[1] - cutoff:centre[1] + cutoff + 1,
+                        centre[2] - cutoff:centre[2] + cutoff + 1]
+        out.append(corr.astype(np.float32))
+    return np.concatenate(out)
+
+
+class TwoPointPCARegression:
+    """PCA of the autocorrelations (fitted on the training set) → polynomial ridge regression."""
+
+    def __init__(self, n_components: int = 5, degree: int = 2, cutoff: int | None = None, alpha: float = 1e-3):
+        self.n_components, self.degree, self.cutoff, self.alpha = n_components, degree, cutoff, alpha
+
+    def _features(self, micro) -> np.ndarray:
+        stats = autocorrelation(micro, self.cutoff)
+        return stats.reshape(len(stats), -1)
+
+    def fit(self, micro, y) -> TwoPointPCARegression:
+        from sklearn.decomposition import PCA
+        from sklearn.linear_model import Ridge
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import PolynomialFeatures, StandardScaler
+
+        y = np.asarray(y, dtype=float)
+        if len(y) != len(micro):
+            raise ValueError(f"{len(micro)} microstructures but {len(y)} targets")
+        self.pca = PCA(n_components=self.n_components, random_state=0)
+        scores = self.pca.fit_transform(self._features(micro))
+        self.regression = make_pipeline(StandardScaler(), PolynomialFeatures(self.degree), Ridge(alpha=self.alpha))
+        self.regression.fit(scores, y)
+        return self
+
+    def predict(self, micro) -> np.ndarray:
+        return self.regression.predict(self.pca.transform(self._features(micro)))
+
+    @property
+    def explained_variance_ratio_(self) -> np.ndarray:
+        return self.pca.explained_variance_ratio_
