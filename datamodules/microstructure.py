@@ -98,7 +98,7 @@ class MVEDataModule(pl.LightningDataModule):
         generate(self.spec, data_dir() / "mve", device=self.hparams.simulate_device)
 
     def _read(self) -> dict[str, np.ndarray]:
-        names = ["micro", "c11", "volume_fraction", "iterations", "residual"]
+        names = ["micro", "c11", "volume_fraction"]  # what training and the baselines use
         names += ["strain11"] if self.kind == "localization" else []
         with open_checked(self.path, self.spec) as f:
             return {name: f[name][:] for name in names}

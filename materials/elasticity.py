@@ -112,10 +112,14 @@ class CompatibleProjection:
                 keep &= xi[axis] != -0.5
         self.n = torch.where(keep, xi / norm.clamp_min(1e-30), torch.zeros_like(xi))
 
-    def _apply_hat(self, t: torch.Tensor) -> torch.Tensor:
+    def _traction(self, t: torch.Tensor) -> list[torch.Tensor]:
+        """w = τ̂ n for (B, 6, ...) Fourier-space tensors, as three components."""
         n = self.n
         full = [[t[:, 0], t[:, 5], t[:, 4]], [t[:, 5], t[:, 1], t[:, 3]], [t[:, 4], t[:, 3], t[:, 2]]]
-        w = [full[i][0] * n[0] + full[i][1] * n[1] + full[i][2] * n[2] for i in range(3)]
+        return [full[i][0] * n[0] + full[i][1] * n[1] + full[i][2] * n[2] for i in range(3)]
+
+    def _apply_hat(self, t: torch.Tensor) -> torch.Tensor:
+        n, w = self.n, self._traction(t)
         nw = w[0] * n[0] + w[1] * n[1] + w[2] * n[2]
         return torch.stack([n[i] * w[j] + w[i] * n[j] - nw * n[i] * n[j] for i, j in VOIGT_PAIRS], dim=1)
 
@@ -128,10 +132,7 @@ class CompatibleProjection:
 
         Zero when the stress is in equilibrium; ``reference`` defaults to σ itself.
         """
-        hat = torch.fft.rfftn(sigma, dim=(2, 3, 4))
-        full = [[hat[:, 0], hat[:, 5], hat[:, 4]], [hat[:, 5], hat[:, 1], hat[:, 3]],
-                [hat[:, 4], hat[:, 3], hat[:, 2]]]
-        w = torch.stack([sum(full[i][j] * self.n[j] for j in range(3)) for i in range(3)], dim=1)
+        w = torch.stack(self._traction(torch.fft.rfftn(sigma, dim=(2, 3, 4))), dim=1)
         divergence = torch.fft.irfftn(w, s=self.shape, dim=(2, 3, 4))
         reference = sigma if reference is None else reference
         return (divergence**2).sum(dim=(1, 2, 3, 4)).sqrt() / _dot(reference, reference).sqrt()
@@ -177,9 +178,10 @@ def solve(micro: torch.Tensor, material: TwoPhaseElasticity, macro_strain=UNIAXI
     def operator(field):
         return project(stress(field, lam, mu))
 
-    scale = _dot(stress(macro, lam, mu), stress(macro, lam, mu)).sqrt().clamp_min(1e-300)
+    imposed = stress(macro, lam, mu)  # C:E, the scale of the stopping rule
+    scale = _dot(imposed, imposed).sqrt().clamp_min(1e-300)
     fluctuation = torch.zeros_like(macro)
-    residual = -operator(macro)
+    residual = -project(imposed)
     direction = residual.clone()
     rr = _dot(residual, residual)
     iterations = torch.zeros(batch, dtype=torch.long, device=micro.device)

@@ -20,18 +20,23 @@ from dataclasses import dataclass
 import torch
 
 
-def check_microstructure(micro: torch.Tensor, name: str = "microstructure") -> torch.Tensor:
-    """``micro`` as a float tensor of 0/1 of shape (n, N1, N2, N3); a clear error otherwise."""
-    micro = torch.as_tensor(micro)
+def validate_voxels(micro, name: str = "microstructure"):
+    """``micro`` (torch or numpy) as (n, N1, N2, N3) of 0/1, unconverted; a clear error naming the first bad voxel."""
     if micro.ndim == 3:
         micro = micro[None]
     if micro.ndim != 4:
         raise ValueError(f"{name}: expected (n, N1, N2, N3) voxels, got shape {tuple(micro.shape)}")
-    bad = (micro != 0) & (micro != 1)
+    bad = torch.as_tensor((micro != 0) & (micro != 1))
     if bad.any():
         index = tuple(int(i) for i in bad.nonzero()[0])
         raise ValueError(f"{name}: voxels must be 0 or 1 (two phases); element {index[0]} voxel {index[1:]} "
                          f"is {micro[index].item()!r}")
+    return micro
+
+
+def check_microstructure(micro: torch.Tensor, name: str = "microstructure") -> torch.Tensor:
+    """``micro`` as a float tensor of 0/1 of shape (n, N1, N2, N3); a clear error otherwise."""
+    micro = validate_voxels(torch.as_tensor(micro), name)
     return micro.to(torch.get_default_dtype() if not micro.is_floating_point() else micro.dtype)
 
 

@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from materials.two_point import _binary
+from materials.microstructure import validate_voxels
 
 
 class MKSLocalization:
     """Per-frequency least squares of the response on the phase-1 indicator."""
 
     def fit(self, micro, response, batch: int = 64) -> MKSLocalization:
-        micro = _binary(micro)
+        micro = validate_voxels(np.asarray(micro), "micro")
         response = np.asarray(response, dtype=np.float64)
         if response.shape != micro.shape:
             raise ValueError(f"response shape {response.shape} differs from microstructure shape {micro.shape}")
@@ -44,7 +44,7 @@ class MKSLocalization:
         return self
 
     def predict(self, micro) -> np.ndarray:
-        micro = _binary(micro)
+        micro = validate_voxels(np.asarray(micro), "micro")
         if micro.shape[1:] != self.shape:
             raise ValueError(f"MKS kernel was fitted on {self.shape} grids, got {micro.shape[1:]}")
         m = micro.astype(np.float64)

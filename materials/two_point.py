@@ -11,16 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-
-def _binary(micro, name: str = "micro") -> np.ndarray:
-    micro = np.asarray(micro)
-    if micro.ndim != 4:
-        raise ValueError(f"{name}: expected (n, N1, N2, N3) voxels, got shape {micro.shape}")
-    bad = (micro != 0) & (micro != 1)
-    if bad.any():
-        index = tuple(int(i) for i in np.argwhere(bad)[0])
-        raise ValueError(f"{name}: voxels must be 0 or 1; element {index[0]} voxel {index[1:]} is {micro[index].item()!r}")
-    return micro
+from materials.microstructure import validate_voxels
 
 
 def autocorrelation(micro, cutoff: int | None = None, batch: int = 64) -> np.ndarray:
@@ -28,7 +19,7 @@ def autocorrelation(micro, cutoff: int | None = None, batch: int = 64) -> np.nda
 
     ``cutoff`` keeps offsets |r_i| ≤ cutoff: shape (n, 2c+1, 2c+1, 2c+1).
     """
-    micro = _binary(micro)
+    micro = validate_voxels(np.asarray(micro), "micro")
     shape = micro.shape[1:]
     out = []
     for first in range(0, len(micro), batch):
