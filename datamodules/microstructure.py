@@ -38,8 +38,12 @@ class Voxels(Dataset):
         return len(self.micro)
 
     def __getitem__(self, rows):
-        rows = torch.as_tensor(rows)
+        rows = torch.as_tensor(rows, device=self.micro.device)
         return self.micro[rows].float()[:, None], self.target[rows]
+
+    def to(self, device: torch.device) -> Voxels:
+        self.micro, self.target = self.micro.to(device), self.target.to(device)
+        return self
 
 
 class Neighbourhoods(Dataset):
@@ -53,10 +57,14 @@ class Neighbourhoods(Dataset):
         return len(self.micro) * self.per_element
 
     def __getitem__(self, rows):
-        rows = torch.as_tensor(rows)
+        rows = torch.as_tensor(rows, device=self.micro.device)
         element, voxel = rows // self.per_element, rows % self.per_element
         x = periodic_neighbourhoods(self.micro, element, voxel, self.k).float()
         return x, self.target.reshape(len(self.micro), -1)[element, voxel][:, None]
+
+    def to(self, device: torch.device) -> Neighbourhoods:
+        self.micro, self.target = self.micro.to(device), self.target.to(device)
+        return self
 
 
 class MVEDataModule(pl.LightningDataModule):
@@ -72,6 +80,9 @@ class MVEDataModule(pl.LightningDataModule):
         train_fraction: train on only this seeded share of the training elements (quick runs).
         simulate_device: ``auto`` (a GPU when present), ``cpu`` or ``cuda``.
         simulate_batch: elements per solver call (memory vs speed).
+        data_device: where the elements live while training: ``auto`` puts them on the
+            training device (a GPU then gathers batches and neighbourhoods itself, no host
+            copies), ``cpu`` keeps them in host memory.
     """
 
     kind: str = "homogenization"
@@ -81,7 +92,8 @@ class MVEDataModule(pl.LightningDataModule):
                  volume_fraction: tuple[float, float] = (0.1, 0.9), correlation_length: tuple[float, float] = (1.0, 5.0),
                  anisotropic: bool = False, tol: float = 1e-5, seed: int = 0,
                  split: tuple[float, float, float] = (0.7, 0.15, 0.15), batch_size: int = 32,
-                 train_fraction: float = 1.0, simulate_device: Literal["auto", "cpu", "cuda"] = "auto", simulate_batch: int = 8):
+                 train_fraction: float = 1.0, simulate_device: Literal["auto", "cpu", "cuda"] = "auto", simulate_batch: int = 8,
+                 data_device: Literal["auto", "cpu"] = "auto"):
         super().__init__()
         self.save_hyperparameters()
         if abs(sum(split) - 1) > 1e-9 or min(split) <= 0:
@@ -117,7 +129,14 @@ class MVEDataModule(pl.LightningDataModule):
         keep = max(2, round(self.hparams.train_fraction * len(parts["train"])))  # R² needs two
         parts["train"] = parts["train"][:keep]
         self.arrays = {s: {k: v[np.sort(rows)] for k, v in data.items()} for s, rows in parts.items()}
-        self.datasets = {s: self._dataset(self.arrays[s]) for s in SPLITS}
+        device = self._data_device()
+        self.datasets = {s: self._dataset(self.arrays[s]).to(device) for s in SPLITS}
+
+    def _data_device(self) -> torch.device:
+        trainer = self.trainer  # set by Lightning (None when the datamodule is used alone)
+        if self.hparams.data_device == "cpu" or trainer is None:
+            return torch.device("cpu")
+        return trainer.strategy.root_device  # this rank's device under DDP
 
     def _dataset(self, arrays: dict[str, np.ndarray]) -> Dataset:
         raise NotImplementedError
@@ -166,9 +185,9 @@ class LocalizationDataModule(MVEDataModule):
                  anisotropic: bool = False, tol: float = 1e-5, seed: int = 0,
                  split: tuple[float, float, float] = (0.7, 0.15, 0.15), batch_size: int = 512,
                  train_fraction: float = 1.0, simulate_device: Literal["auto", "cpu", "cuda"] = "auto",
-                 simulate_batch: int = 32, neighbourhood: int = 11):
+                 simulate_batch: int = 32, neighbourhood: int = 11, data_device: Literal["auto", "cpu"] = "auto"):
         super().__init__(n_elements, size, contrast, volume_fraction, correlation_length, anisotropic, tol, seed,
-                         split, batch_size, train_fraction, simulate_device, simulate_batch)
+                         split, batch_size, train_fraction, simulate_device, simulate_batch, data_device)
         self.save_hyperparameters()
 
     @property

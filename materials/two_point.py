@@ -14,24 +14,25 @@ import numpy as np
 from materials.microstructure import validate_voxels
 
 
-def autocorrelation(micro, cutoff: int | None = None, batch: int = 64) -> np.ndarray:
+def autocorrelation(micro, cutoff: int | None = None, batch: int = 64, device: str | None = None) -> np.ndarray:
     """Periodic autocorrelation of phase 1, (n, …) float32, zero offset at the centre (= volume fraction).
 
-    ``cutoff`` keeps offsets |r_i| ≤ cutoff: shape (n, 2c+1, 2c+1, 2c+1).
+    ``cutoff`` keeps offsets |r_i| ≤ cutoff: shape (n, 2c+1, 2c+1, 2c+1). The FFTs run in
+    float64 through PyTorch, on ``device`` (default: a GPU when present, else every CPU core).
     """
+    import torch
+
     micro = validate_voxels(np.asarray(micro), "micro")
-    shape = micro.shape[1:]
+    shape, dims = micro.shape[1:], (1, 2, 3)
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    keep = tuple(slice(None) if cutoff is None else slice(s // 2 - cutoff, s // 2 + cutoff + 1) for s in shape)
     out = []
     for first in range(0, len(micro), batch):
-        m = micro[first:first + batch].astype(np.float64)
-        hat = np.fft.rfftn(m, axes=(1, 2, 3))
-        corr = np.fft.irfftn(hat * hat.conj(), s=shape, axes=(1, 2, 3)) / np.prod(shape)
-        corr = np.fft.fftshift(corr, axes=(1, 2, 3))
-        if cutoff is not None:
-            centre = [s // 2 for s in shape]
-            corr = corr[:, centre[0] - cutoff:centre[0] + cutoff + 1, centre[1] - cutoff:centre[1] + cutoff + 1,
-                        centre[2] - cutoff:centre[2] + cutoff + 1]
-        out.append(corr.astype(np.float32))
+        m = torch.from_numpy(micro[first:first + batch]).to(device, torch.float64)
+        hat = torch.fft.rfftn(m, dim=dims)
+        corr = torch.fft.irfftn(hat * hat.conj(), s=shape, dim=dims) / np.prod(shape)
+        corr = torch.fft.fftshift(corr, dim=dims)[(slice(None), *keep)]
+        out.append(corr.float().cpu().numpy())
     return np.concatenate(out)
 
 
