@@ -14,7 +14,7 @@ TASK_CONFIGS = --config configs/defaults.yaml --config configs/tasks/$(TASK).yam
 export MLFLOW_TRACKING_URI ?= sqlite:///mlruns/mlflow.db
 export PYTHONUNBUFFERED = 1
 
-.PHONY: help setup postgresql data lock test train predict baseline bench ui server clean check-task search screen bench-screen bench-mve
+.PHONY: help setup postgresql data lock test train predict baseline bench ui server clean check-task search screen bench-screen bench-mve cv bench-crystal
 
 help:
 	@echo "make setup                        create .venv, install pinned dependencies, fetch + verify datasets"
@@ -22,6 +22,7 @@ help:
 	@echo "make train TASK=<task> [PROFILE=paper] [DEVICES=n [NODES=m]] [ARGS='--trainer.max_epochs=3 ...']"
 	@echo "make predict TASK=<task> CKPT=<ckpt or runs:/id/model> INPUT=formulas.csv [OUTPUT=preds.csv]"
 	@echo "make baseline TASK=<task>         Random Forest on the same split and inputs, logged to MLflow"
+	@echo "make cv TASK=<task> [FOLDS=5] [LEARNER=rf]  k-fold cross-validation: one parent MLflow run, a nested run per fold"
 	@echo "make bench                        ElemNet inference/training throughput vs this machine's matmul rate"
 	@echo "make ui                           MLflow UI on http://127.0.0.1:5000"
 	@echo "make server [BACKEND=postgresql://...]  MLflow tracking server (runs log to it via MLFLOW_TRACKING_URI)"
@@ -29,6 +30,7 @@ help:
 	@echo "make screen CKPT=<ckpt> [ELEMENTS=Li,Na,O] [MAX_ARITY=3] [MAX_SUM=10] [THRESHOLD=0.2] [OUTPUT=x.parquet]"
 	@echo "                                  new stable compounds below the training hull (MAX_ARITY=4: the paper's 447M)"
 	@echo "make bench-screen [CKPT=<ckpt>]   screening speed: enumeration, scoring, hull, vs the GEMM rate"
+	@echo "make bench-crystal                crystal graphs: construction, batching, CGCNN training/inference (structures/s)"
 	@echo "make bench-mve                    elasticity solver: 51^3 elements/s at contrast 50, CG iterations (CPU, GPU)"
 	@echo "tasks: $(TASKS)"
 
@@ -74,6 +76,11 @@ predict: check-task
 baseline: check-task
 	$(PY) -m cli.baseline $(TASK_CONFIGS) $(ARGS)
 
+FOLDS   ?= 5
+LEARNER ?= net
+cv: check-task
+	$(PY) -m cli.cv --task $(TASK) --folds $(FOLDS) --learner $(LEARNER) -- $(TASK_CONFIGS) $(ARGS)
+
 bench:
 	$(PY) -m cli.bench $(ARGS)
 
@@ -111,3 +118,6 @@ bench-screen:
 
 bench-mve:
 	$(PY) -m cli.bench_mve $(ARGS)
+
+bench-crystal:
+	$(PY) -m cli.bench_crystal $(ARGS)

@@ -40,11 +40,16 @@ def regression_metrics(pred: np.ndarray, true: np.ndarray, stage: str) -> dict[s
             f"{stage}/ae_p90": float(np.quantile(np.abs(err), 0.9))}
 
 
+def build_baseline(args: list[str] | None = None) -> BaselineCLI:
+    """The task's configs parsed and instantiated, with the ``--rf.*`` options."""
+    return BaselineCLI(model_class=None, datamodule_class=None, subclass_mode_model=True, subclass_mode_data=True,
+                       save_config_callback=None, run=False, args=args, parser_kwargs={"default_env": False})
+
+
 def main(args: list[str] | None = None) -> dict[str, float]:
     from sklearn.ensemble import RandomForestRegressor
 
-    cli = BaselineCLI(model_class=None, datamodule_class=None, subclass_mode_model=True, subclass_mode_data=True,
-                      save_config_callback=None, run=False, args=args, parser_kwargs={"default_env": False})
+    cli = build_baseline(args)
     dm = cli.datamodule
     dm.prepare_data()
     dm.setup("fit")

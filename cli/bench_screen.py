@@ -19,7 +19,6 @@ import time
 
 os.environ.setdefault("MLFLOW_TRACKING_URI", "sqlite:///mlruns/mlflow.db")
 
-import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from materials.enumeration import chunk_combinations, chunks, count_compositions, element_ids  # noqa: E402

@@ -35,7 +35,7 @@ from cli.screening import CANDIDATES  # noqa: E402
 from datamodules.sources.registry import sha256_of  # noqa: E402
 from materials.elements import ELEMNET_ELEMENTS, N_ELEMENTS  # noqa: E402
 from materials.enumeration import (  # noqa: E402
-    chunk_size, chunks, count_compositions, element_ids,
+    chunks, count_compositions, element_ids,
 )
 
 PAPER_COUNT = "~450M"

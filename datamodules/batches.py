@@ -63,3 +63,22 @@ class ShuffledBatches(Sampler):
 
 def batch_loader(dataset: TensorRows, batch_size: int, shuffle: bool, seed: int = 0) -> DataLoader:
     return DataLoader(dataset, sampler=ShuffledBatches(len(dataset), batch_size, shuffle, seed), batch_size=None)
+
+
+class SplitLoaders:
+    """The four loaders of a datamodule whose ``setup`` fills ``self.splits`` (train/val/test datasets of rows).
+
+    Mixed in before ``LightningDataModule``; needs ``batch_size``, ``eval_batch_size`` and ``seed`` hparams.
+    """
+
+    def train_dataloader(self):
+        return batch_loader(self.splits["train"], self.hparams.batch_size, shuffle=True, seed=self.hparams.seed)
+
+    def val_dataloader(self):
+        return batch_loader(self.splits["val"], self.hparams.eval_batch_size, shuffle=False)
+
+    def test_dataloader(self):
+        return batch_loader(self.splits["test"], self.hparams.eval_batch_size, shuffle=False)
+
+    def predict_dataloader(self):
+        return self.test_dataloader()

@@ -18,10 +18,10 @@ import lightning.pytorch as pl
 import numpy as np
 import torch
 
-from datamodules.batches import TensorRows, batch_loader
+from datamodules.batches import SplitLoaders, TensorRows
 from datamodules.composition_data import clean
 from datamodules.sources.readers import read_table
-from datamodules.sources.registry import DATASETS, data_dir, dataset_files, sha256_of
+from datamodules.sources.registry import DATASETS, STRUCTURE_DATASETS, data_dir, dataset_files, sha256_of
 from materials.composition import parse_compositions
 from materials.elements import ELEMNET_ELEMENTS, N_ELEMENTS
 from materials.magpie import N_MAGPIE, magpie_features
@@ -39,7 +39,7 @@ def featurize(fractions: np.ndarray, kind: str) -> np.ndarray:
     raise ValueError(f"unknown features {kind!r}; use one of {sorted(FEATURE_WIDTHS)}")
 
 
-class CompositionDataModule(pl.LightningDataModule):
+class CompositionDataModule(SplitLoaders, pl.LightningDataModule):
     """Element-fraction (ElemNet) or Magpie (IRNet) vectors and a scalar target.
 
     Args:
@@ -93,6 +93,9 @@ class CompositionDataModule(pl.LightningDataModule):
     # ----------------------------------------------------------- files, caches
     def _files(self) -> dict[str, Path]:
         name = self.hparams.dataset
+        if name in STRUCTURE_DATASETS:
+            raise ValueError(f"dataset {name!r} holds crystal structures: use datamodules.structure.StructureDataModule "
+                             f"(representation: fractions or magpie for a composition model)")
         if name in DATASETS:
             return dataset_files(name)
         path = Path(name)
@@ -222,19 +225,6 @@ class CompositionDataModule(pl.LightningDataModule):
         parsed = parse_compositions(formulas, source, first_row=first_row, skip_bad=skip_bad)
         x = torch.from_numpy(featurize(parsed.fractions, self.hparams.features).astype(np.float32))
         return self.transform(x), parsed
-
-    # ------------------------------------------------------------ loaders
-    def train_dataloader(self):
-        return batch_loader(self.splits["train"], self.hparams.batch_size, shuffle=True, seed=self.hparams.seed)
-
-    def val_dataloader(self):
-        return batch_loader(self.splits["val"], self.hparams.eval_batch_size, shuffle=False)
-
-    def test_dataloader(self):
-        return batch_loader(self.splits["test"], self.hparams.eval_batch_size, shuffle=False)
-
-    def predict_dataloader(self):
-        return self.test_dataloader()
 
     # ------------------------------------------------- checkpointed state
     def state_dict(self) -> dict:

@@ -19,6 +19,9 @@ SMOKE_DATA = {
     "homogenization": ["--data.init_args.n_elements=12", "--data.init_args.size=33"],
     "localization": ["--data.init_args.n_elements=12", "--data.init_args.size=15"],
 }
+# structure tasks: the first 64 crystals of flla_2015 (two Voronoi chunks), all of their training split
+for _task in ("cgcnn", "irnet_structure", "irnet_flla", "elemnet_flla"):
+    SMOKE_DATA[_task] = ["--data.init_args.limit=64", "--data.init_args.train_fraction=1", "--data.init_args.batch_size=16"]
 
 
 def task_args(task: str, *extra: str, smoke: bool = True) -> list[str]:

@@ -6,3 +6,14 @@ import lightning.pytorch as pl
 class CrashAfterFirstEpoch(pl.Callback):
     def on_train_epoch_end(self, trainer, pl_module):
         raise RuntimeError("injected crash after epoch 0")
+
+
+class CrashOnFoldWhileEnvSet(pl.Callback):
+    """Raises in cross-validation fold ``$MATDL_CRASH_FOLD`` while that variable is set (a crash to resume from)."""
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        import os
+
+        fold = os.environ.get("MATDL_CRASH_FOLD")
+        if fold is not None and trainer.datamodule.hparams.fold == int(fold):
+            raise RuntimeError(f"injected crash in fold {fold}")

@@ -101,9 +101,10 @@ def test_crash_marks_the_run_failed(workdir):
 @pytest.mark.parametrize("task,experiment,extra", [
     ("elemnet", "oqmd_formation_enthalpy", []),
     ("homogenization", "mve_homogenization", ["--data.init_args.train_fraction=1", "--data.init_args.batch_size=2"]),
+    ("cgcnn", "flla_2015", []),
 ])
 def test_ddp_two_cpu_processes(task, experiment, extra, workdir):
-    """One test per task family present: composition MLP and 3-D CNN with BatchNorm."""
+    """One test per task family present: composition MLP, 3-D CNN with BatchNorm, crystal graphs (PyG batches)."""
     result = run_module("cli.train", task_args(task, "--config", str(CONFIGS / "ddp.yaml"),
                                                "--trainer.accelerator=cpu", *extra), cwd=workdir)
     assert result.returncode == 0, result.stderr[-3000:]

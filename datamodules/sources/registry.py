@@ -7,6 +7,12 @@ pip itself so no data server is contacted:
   CrabNet benchmark (Wang et al., npj Comput. Mater. 7, 77 (2021)), with
   CrabNet's own train/val/test split of OQMD formation enthalpy.
 - ``qmpy==1.4.0`` (sdist): SSUB experimental formation enthalpies (SGTE).
+- ``matminer==0.3.9`` (sdist): crystal structures with DFT targets, each row
+  a pymatgen ``Structure`` dict literal: ``flla_2015`` (Faber, Lindmaa, von
+  Lilienfeld, Armiento, Int. J. Quantum Chem. 115, 1094 (2015): 3,938
+  Materials Project structures, formation energy and energy above hull),
+  ``dielectric_constant`` (Petousis et al. 2017: 1,056, with band gaps) and
+  ``elastic_tensor`` (de Jong et al. 2015: 1,181, with K_VRH and G_VRH).
 
 Every archive and every extracted file is checked against its pinned hash
 before use; a mismatch deletes the file and fails loudly.
@@ -62,6 +68,12 @@ QMPY = Archive(
     ("qmpy==1.4.0", "--no-binary=:all:"),
 )
 
+MATMINER_039 = Archive(
+    "matminer-0.3.9.tar.gz",
+    "3faf9e83464f3d48f68a759bf476ad24da4c8c3e950c8f340cb917d3bb906400",
+    ("matminer==0.3.9", "--no-binary=:all:"),
+)
+
 _B = "crabnet/data/benchmark_data/"
 _SPLIT_HASHES = {
     "OQMD_Formation_Enthalpy": (
@@ -114,7 +126,17 @@ DATASETS: dict[str, dict[str, DataFile]] = {
                                "4084e584467e6f81ec8bf12c438eeb2c049ae39e11401bae694ef6a9983b9d9f")},
     "ssub": {"all": DataFile(QMPY, "qmpy-1.4.0/qmpy/data/thermodata/ssub.dat",
                              "72d98cfe965e1e1972cae8cc483fbe6cb2e4da19150584e86d01b2707ae0533e")},
+    # crystal structures (datamodules.structure): one file each, split by the datamodule
+    "flla_2015": {"all": DataFile(MATMINER_039, "matminer-0.3.9/matminer/datasets/flla_2015.csv",
+                                  "35b8dbc0b92f4dc7e219fd6606c3a27bee18a9618f376cfee1ff731e306210bb")},
+    "dielectric_constant": {"all": DataFile(MATMINER_039, "matminer-0.3.9/matminer/datasets/dielectric_constant.csv",
+                                            "ecbd410d33c95d5b05822cff6c7c0ba809a024b4ede3855ec5efc48d5e29ea77")},
+    "elastic_tensor": {"all": DataFile(MATMINER_039, "matminer-0.3.9/matminer/datasets/elastic_tensor.csv",
+                                       "f7a18c91fe5dcd51012e5b7e3a37f73aaee9087a036d61bdf9d6464b6fca51a6")},
 }
+
+#: the registered datasets of crystal structures (the rest are compositions)
+STRUCTURE_DATASETS = ("flla_2015", "dielectric_constant", "elastic_tensor")
 
 
 def sha256_of(path: Path) -> str:

@@ -1,7 +1,8 @@
 """The papers' architectures as pure ``torch.nn.Module``s (no training inside)."""
 
+from lightning_modules.nets.cgcnn import CGCNN
 from lightning_modules.nets.elemnet import ElemNet
 from lightning_modules.nets.irnet import IRNet, stack_sizes
 from lightning_modules.nets.mve_cnn import HomogenizationCNN, LocalizationCNN
 
-__all__ = ["ElemNet", "HomogenizationCNN", "IRNet", "LocalizationCNN", "stack_sizes"]
+__all__ = ["CGCNN", "ElemNet", "HomogenizationCNN", "IRNet", "LocalizationCNN", "stack_sizes"]
