@@ -9,6 +9,18 @@ it and several workers share it. Every trial is an MLflow run nested under one
 parent run per study, tagged with study and trial number; pruned trials end
 KILLED, failing trials FAILED, and the study goes on. The best trial is written
 as ``outputs/search/<study>-best.yaml`` for ``make train ARGS="--config …"``.
+
+The objective is the task's own checkpoint metric (``monitor`` and ``mode`` of its
+``ModelCheckpoint``: ``val/mae``, lower is better, for the regression tasks), read
+back from the trial's MLflow run as the best value over its epochs, so it is the
+same whether the trial ran in one process or several.
+
+``--devices n`` trains every trial data-parallel (``configs/ddp.yaml`` with the
+``ddp_spawn`` launcher, so the search process itself is not re-executed per rank);
+rank 0 reports to the RDB study and ``check_pruned()`` turns a pruned DDP trial
+into a pruned Optuna trial after fitting. Workers send heartbeats: a worker killed
+mid-trial leaves a trial that the next worker to start a trial marks FAILED (its
+MLflow run too) once ``3 × --heartbeat`` seconds have passed, and re-queues once.
 """
 
 from __future__ import annotations
@@ -26,44 +38,71 @@ import mlflow  # noqa: E402
 import optuna  # noqa: E402
 import yaml  # noqa: E402
 
-from cli.search_spaces import SPACES, as_args, as_config  # noqa: E402
+from cli.search_spaces import as_args, as_config, space_for  # noqa: E402
 from cli.train import REPO, build, main  # noqa: E402
 
-OBJECTIVE = "val/mae_best"
-
-
-def base_args(task: str, extra: list[str]) -> list[str]:
+def base_args(task: str, extra: list[str], devices: int = 1) -> list[str]:
     configs = REPO / "configs"
+    ddp = ["--config", str(configs / "ddp.yaml"), f"--trainer.devices={devices}",
+           "--trainer.strategy=ddp_spawn"] if devices > 1 else []
     return ["--config", str(configs / "defaults.yaml"), "--config", str(configs / "tasks" / f"{task}.yaml"),
-            "--config", str(configs / "search.yaml"), *extra]
+            "--config", str(configs / "search.yaml"), *ddp, *extra]
 
 
-def storage_for(url: str) -> optuna.storages.RDBStorage:
-    """RDB storage with heartbeats, so a worker killed mid-trial leaves a FAILED trial, retried once."""
+def n_parameters(args: list[str]) -> int:
+    """Parameters of the net a training command line builds (instantiated only, no data read)."""
+    return sum(p.numel() for p in build(args).model.parameters())
+
+
+class LostWorkerTrials:
+    """Optuna's failed-trial callback for trials whose worker died: mark the trial's MLflow run FAILED,
+    then retry the trial once. A plain class (no closure), so DDP's spawn launcher can pickle the study."""
+
+    def __init__(self, tracking_uri: str):
+        self.tracking_uri = tracking_uri
+        self.retry = optuna.storages.RetryFailedTrialCallback(max_retry=1)
+
+    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        run_id = trial.user_attrs.get("mlflow_run_id")
+        if run_id:
+            client = mlflow.MlflowClient(self.tracking_uri)
+            client.set_tag(run_id, "optuna.state", "FAIL (worker lost)")
+            client.set_terminated(run_id, "FAILED")
+        self.retry(study, trial)
+
+
+def storage_for(url: str, heartbeat: int = 30, tracking_uri: str | None = None) -> optuna.storages.RDBStorage:
+    """RDB storage with heartbeats: a trial whose worker died is marked FAILED after ``3 × heartbeat`` s
+    (its MLflow run too) and retried once."""
     kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
     if url.startswith("sqlite:///"):
         Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
     return optuna.storages.RDBStorage(
-        url, engine_kwargs=kwargs, heartbeat_interval=30, grace_period=90,
-        failed_trial_callback=optuna.storages.RetryFailedTrialCallback(max_retry=1))
+        url, engine_kwargs=kwargs, heartbeat_interval=heartbeat, grace_period=3 * heartbeat,
+        failed_trial_callback=LostWorkerTrials(tracking_uri or mlflow.get_tracking_uri()))
 
 
 class Search:
     """One study of one task: validates the space, runs trials, records the best."""
 
-    def __init__(self, task: str, extra: list[str], study_name: str, storage: str, seed: int = 0):
-        if task not in SPACES:
-            raise SystemExit(f"no search space for task {task!r}; spaces exist for {', '.join(sorted(SPACES))}")
-        self.task, self.extra, self.space = task, extra, SPACES[task]
-        self.study = optuna.create_study(
-            study_name=study_name, storage=storage_for(storage), direction="minimize", load_if_exists=True,
-            pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1))
-        # Seeded, and offset by the trials already there, so a resumed study draws new points.
-        self.study.sampler = optuna.samplers.TPESampler(seed=seed + len(self.study.trials))
+    def __init__(self, task: str, extra: list[str], study_name: str, storage: str, seed: int = 0,
+                 devices: int = 1, heartbeat: int = 30, pruner: optuna.pruners.BasePruner | None = None,
+                 max_params: int | str | None = None):
+        self.task, self.extra, self.devices, self.space = task, extra, devices, space_for(task)
+        # "task": no trial may be larger than the task's own net (e.g. the paper's IRNet-17)
+        self.max_params = n_parameters(base_args(task, extra)) if max_params == "task" else max_params
         # Validate before any trial: every key the space draws must be an option of the task.
-        probe = build(base_args(task, extra) + as_args(self.space(optuna.create_study().ask())))
+        probe = build(base_args(task, extra, devices) + as_args(self.space(optuna.create_study().ask())))
+        checkpoint = probe.trainer.checkpoint_callback
+        self.monitor, self.mode = checkpoint.monitor, checkpoint.mode
         logger_args = probe.config.trainer.logger.init_args
         self.client = mlflow.MlflowClient(logger_args.tracking_uri)
+        self.study = optuna.create_study(
+            study_name=study_name, storage=storage_for(storage, heartbeat, logger_args.tracking_uri),
+            direction="minimize" if self.mode == "min" else "maximize", load_if_exists=True,
+            pruner=pruner or optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1))
+        # Seeded, and offset by the trials already there, so a resumed study draws new points.
+        self.study.sampler = optuna.samplers.TPESampler(seed=seed + len(self.study.trials))
         experiment = self.client.get_experiment_by_name(logger_args.experiment_name)
         self.experiment_id = (experiment.experiment_id if experiment
                               else self.client.create_experiment(logger_args.experiment_name))
@@ -88,11 +127,19 @@ class Search:
             "optuna.trial": str(trial.number)})
         trial.set_user_attr("mlflow_run_id", run.info.run_id)
         trial.set_user_attr("overrides", overrides)
-        args = base_args(self.task, self.extra) + as_args(overrides) + [
+        args = base_args(self.task, self.extra, self.devices) + as_args(overrides) + [
             f"--trainer.logger.init_args.run_id={run.info.run_id}",
             f"--trainer.default_root_dir=outputs/search/{self.study.study_name}/trial-{trial.number}"]
+        if self.max_params:
+            size = n_parameters(args)
+            trial.set_user_attr("n_parameters", size)
+            if size > self.max_params:
+                self.client.set_tag(run.info.run_id, "optuna.state", "PRUNED (over the parameter budget)")
+                self.client.set_terminated(run.info.run_id, "KILLED")
+                raise optuna.TrialPruned(f"{size:,} parameters > the budget of {self.max_params:,}")
+        pruning = PyTorchLightningPruningCallback(trial, monitor=self.monitor)
         try:
-            cli = main(args, extra_callbacks=[PyTorchLightningPruningCallback(trial, monitor="val/mae")])
+            main(args, extra_callbacks=[pruning], after_fit=pruning.check_pruned)
         except optuna.TrialPruned:
             self.client.set_tag(run.info.run_id, "optuna.state", "PRUNED")
             self.client.set_terminated(run.info.run_id, "KILLED")
@@ -100,10 +147,10 @@ class Search:
         except Exception:
             self.client.set_terminated(run.info.run_id, "FAILED")
             raise
-        best = cli.trainer.checkpoint_callback.best_model_score  # the lowest val/mae = val/mae_best
-        if best is None:
-            raise RuntimeError(f"trial {trial.number} recorded no validation MAE")
-        return float(best)
+        history = [m.value for m in self.client.get_metric_history(run.info.run_id, self.monitor)]
+        if not history:
+            raise RuntimeError(f"trial {trial.number} recorded no {self.monitor}")
+        return float(min(history) if self.mode == "min" else max(history))
 
     def finished_trials(self) -> int:
         done = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL)
@@ -121,18 +168,19 @@ class Search:
             print("no trial completed", file=sys.stderr)
             return None
         best = self.study.best_trial
-        self.client.log_metric(self.parent_id, "best/" + OBJECTIVE, best.value)
+        objective = f"{self.monitor}_best"
+        self.client.log_metric(self.parent_id, "best/" + objective, best.value)
         # tags, not params: a resumed study may find a new best, and MLflow params are write-once
         for key, value in best.params.items():
             self.client.set_tag(self.parent_id, f"best/{key}", str(value))
         self.client.set_tag(self.parent_id, "best_trial", str(best.number))
         path = Path("outputs/search") / f"{self.study.study_name}-best.yaml"
         path.parent.mkdir(parents=True, exist_ok=True)
-        header = (f"# Best of study {self.study.study_name!r}: trial {best.number}, {OBJECTIVE} = {best.value:.5f}\n"
+        header = (f"# Best of study {self.study.study_name!r}: trial {best.number}, {objective} = {best.value:.5f}\n"
                   f"# make train TASK={self.task} ARGS=\"--config {path}\"\n")
         path.write_text(header + yaml.safe_dump(as_config(best.user_attrs["overrides"]), sort_keys=False))
         self.client.log_artifact(self.parent_id, str(path))
-        print(f"best trial {best.number}: {OBJECTIVE} = {best.value:.5f}; config written to {path}")
+        print(f"best trial {best.number}: {objective} = {best.value:.5f}; config written to {path}")
         return path
 
 
@@ -145,17 +193,24 @@ def main_cli(argv: list[str] | None = None) -> Path | None:
     ap.add_argument("--study", default=None, help="study name (default: the task)")
     ap.add_argument("--args", default="", help="extra training options for every trial, e.g. '--trainer.max_epochs=5'")
     ap.add_argument("--seed", type=int, default=0, help="sampler seed (worker i uses seed + i)")
+    ap.add_argument("--devices", type=int, default=1, help="data-parallel processes per trial (ddp_spawn)")
+    ap.add_argument("--max_params", default=None, type=lambda v: v if v == "task" else int(v),
+                    help="prune trials whose net has more parameters ('task': more than the task's own net)")
+    ap.add_argument("--heartbeat", type=int, default=30,
+                    help="seconds between a worker's heartbeats; a silent trial is FAILED after 3x this")
     ap.add_argument("--worker_trials", type=int, default=None, help=argparse.SUPPRESS)
     opts = ap.parse_args(argv)
     study_name = opts.study or opts.task
-    search = Search(opts.task, shlex.split(opts.args), study_name, opts.storage, opts.seed)
+    search = Search(opts.task, shlex.split(opts.args), study_name, opts.storage, opts.seed, opts.devices,
+                    opts.heartbeat, max_params=opts.max_params)
     if opts.worker_trials is not None:  # a worker started by the command below
         search.run(opts.worker_trials)
         return None
     remaining = max(opts.trials - search.finished_trials(), 0)
     shares = [remaining // opts.workers + (i < remaining % opts.workers) for i in range(opts.workers)]
     cmd = [sys.executable, "-m", "cli.search", "--task", opts.task, "--storage", opts.storage,
-           "--study", study_name, "--args", opts.args]
+           "--study", study_name, "--args", opts.args, "--devices", str(opts.devices),
+           "--heartbeat", str(opts.heartbeat)] + (["--max_params", str(opts.max_params)] if opts.max_params else [])
     others = [subprocess.Popen(cmd + ["--seed", str(opts.seed + i), "--worker_trials", str(n)])
               for i, n in enumerate(shares) if n and i > 0]
     search.run(shares[0])

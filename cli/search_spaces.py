@@ -1,19 +1,26 @@
-"""Optuna search spaces, one define-by-run function per task.
+"""Optuna search spaces, one define-by-run function per architecture.
 
 Each function asks the trial for values and returns config overrides as
 ``{"dotted.config.key": value}``, the same keys ``make train ARGS=...`` takes.
-They follow how the authors searched by hand (diss. 3.2.2-3.2.3, 4.4): depth and
-widths stack by stack, dropout where widths change, shortcut kind, learning
-rate and batch size.
+A task gets the space of the net its config builds (``space_for``), so every
+task that trains an ElemNet, IRNet, CGCNN or one of the microstructure CNNs can
+be searched. The MLP spaces follow how the authors searched by hand (diss.
+3.2.2-3.2.3, 4.4): depth and widths stack by stack, dropout where widths change,
+shortcut kind, learning rate and batch size; the CNN spaces draw convolution
+widths, the graph space convolution count and widths.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import optuna
+import yaml
 
 NET = "model.init_args.net.init_args"
+LR = "model.init_args.lr"
+BATCH = "data.init_args.batch_size"
 
 
 def elemnet(trial: optuna.Trial) -> dict:
@@ -26,8 +33,8 @@ def elemnet(trial: optuna.Trial) -> dict:
             stacks.append([int(width * scale), layers, round(p, 3)])
     return {
         f"{NET}.stacks": stacks,
-        "model.init_args.lr": trial.suggest_float("lr", 1e-4, 3e-3, log=True),
-        "data.init_args.batch_size": trial.suggest_categorical("batch_size", [128, 256, 512]),
+        LR: trial.suggest_float("lr", 1e-4, 3e-3, log=True),
+        BATCH: trial.suggest_categorical("batch_size", [128, 256, 512]),
     }
 
 
@@ -40,12 +47,69 @@ def irnet(trial: optuna.Trial) -> dict:
     return {
         f"{NET}.stacks": stacks,
         f"{NET}.shortcut": trial.suggest_categorical("shortcut", ["individual", "stacked", "none"]),
-        "model.init_args.lr": trial.suggest_float("lr", 1e-4, 3e-3, log=True),
-        "data.init_args.batch_size": trial.suggest_categorical("batch_size", [64, 128, 256, 512]),
+        LR: trial.suggest_float("lr", 1e-4, 3e-3, log=True),
+        BATCH: trial.suggest_categorical("batch_size", [64, 128, 256, 512]),
     }
 
 
-SPACES: dict[str, Callable[[optuna.Trial], dict]] = {"elemnet": elemnet, "irnet": irnet}
+def cgcnn(trial: optuna.Trial) -> dict:
+    return {
+        f"{NET}.atom_width": trial.suggest_categorical("atom_width", [32, 64, 128]),
+        f"{NET}.n_conv": trial.suggest_int("n_conv", 1, 5),
+        f"{NET}.hidden_width": trial.suggest_categorical("hidden_width", [64, 128, 256]),
+        f"{NET}.n_hidden": trial.suggest_int("n_hidden", 1, 3),
+        LR: trial.suggest_float("lr", 3e-4, 1e-2, log=True),
+        BATCH: trial.suggest_categorical("batch_size", [32, 64, 128]),
+    }
+
+
+def homogenization_cnn(trial: optuna.Trial) -> dict:
+    """Five conv+pool blocks whose filters double from a drawn first width; the two dense widths."""
+    first = trial.suggest_categorical("first_channels", [4, 8, 16, 32])
+    dense = trial.suggest_categorical("dense", ["512,256", "1024,512", "2048,1024"])
+    return {
+        f"{NET}.channels": [first * 2**i for i in range(5)],
+        f"{NET}.dense": [int(d) for d in dense.split(",")],
+        f"{NET}.dropout": round(trial.suggest_float("dropout", 0.0, 0.5), 3),
+        LR: trial.suggest_float("lr", 1e-4, 3e-3, log=True),
+        BATCH: trial.suggest_categorical("batch_size", [8, 16, 32]),
+    }
+
+
+def localization_cnn(trial: optuna.Trial) -> dict:
+    return {
+        f"{NET}.channels": [trial.suggest_categorical("conv1_channels", [16, 32, 64]),
+                            trial.suggest_categorical("conv2_channels", [32, 64, 128])],
+        f"{NET}.kernel_size": trial.suggest_categorical("kernel_size", [3, 5]),
+        f"{NET}.dense": [trial.suggest_categorical("dense1", [128, 256, 512]),
+                         trial.suggest_categorical("dense2", [64, 128, 256])],
+        LR: trial.suggest_float("lr", 1e-4, 3e-3, log=True),
+        BATCH: trial.suggest_categorical("batch_size", [256, 512, 1024]),
+    }
+
+
+SPACES: dict[str, Callable[[optuna.Trial], dict]] = {
+    "ElemNet": elemnet, "IRNet": irnet, "CGCNN": cgcnn,
+    "HomogenizationCNN": homogenization_cnn, "LocalizationCNN": localization_cnn,
+}
+TASKS = Path(__file__).resolve().parents[1] / "configs" / "tasks"
+
+
+def net_of(task: str) -> str:
+    """The class name of the net ``configs/tasks/<task>.yaml`` builds."""
+    config = yaml.safe_load((TASKS / f"{task}.yaml").read_text())
+    path = (((config.get("model") or {}).get("init_args") or {}).get("net") or {}).get("class_path", "")
+    return path.rsplit(".", 1)[-1]
+
+
+def space_for(task: str) -> Callable[[optuna.Trial], dict]:
+    if not (TASKS / f"{task}.yaml").exists():
+        raise SystemExit(f"unknown task {task!r}: no configs/tasks/{task}.yaml")
+    net = net_of(task)
+    if net not in SPACES:
+        raise SystemExit(f"task {task!r} builds {net or 'no injected net'}; search spaces exist for the nets "
+                         f"{', '.join(sorted(SPACES))}")
+    return SPACES[net]
 
 
 def as_args(overrides: dict) -> list[str]:

@@ -10,6 +10,7 @@ Resume a killed run with ``--ckpt_path last``.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 os.environ.setdefault("MLFLOW_TRACKING_URI", "sqlite:///mlruns/mlflow.db")
@@ -117,12 +118,16 @@ def build(args: list[str] | None = None) -> TaskCLI:
     )
 
 
-def main(args: list[str] | None = None, extra_callbacks: list | None = None) -> TaskCLI:
-    """Fit, then test the best checkpoint; ``extra_callbacks`` (e.g. Optuna pruning) join the trainer."""
+def main(args: list[str] | None = None, extra_callbacks: list | None = None,
+         after_fit: Callable[[], None] | None = None) -> TaskCLI:
+    """Fit, then test the best checkpoint; ``extra_callbacks`` (e.g. Optuna pruning) join the trainer;
+    ``after_fit`` runs between fitting and testing (e.g. the pruning callback's ``check_pruned`` under DDP)."""
     cli = build(args)
     cli.trainer.callbacks.extend(extra_callbacks or [])
     try:
         cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=cli.config.ckpt_path)
+        if after_fit is not None:
+            after_fit()
         if cli.trainer.interrupted:
             _mark(cli, "KILLED")
             return cli

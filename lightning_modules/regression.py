@@ -15,6 +15,8 @@ import torch
 from torch import nn
 from torchmetrics import CatMetric, MeanAbsoluteError, MeanSquaredError, MetricCollection, MinMetric, R2Score
 
+from lightning_modules.stages import StagedMetrics
+
 LOSSES: dict[str, type[nn.Module]] = {"mae": nn.L1Loss, "mse": nn.MSELoss, "huber": nn.HuberLoss}
 
 
@@ -25,8 +27,12 @@ def _plateau(optimizer, module):
 
 def _onecycle(optimizer, module):
     steps = module.trainer.estimated_stepping_batches
+    if steps < 4:  # too short to warm up and anneal: constant rate
+        return None
+    # at least two warm-up steps: OneCycleLR divides by (pct_start * steps - 1)
+    pct_start = min(0.5, max(0.1, 2.0 / steps))
     return {"scheduler": torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=module.hparams.lr, total_steps=steps, pct_start=0.1), "interval": "step"}
+        optimizer, max_lr=module.hparams.lr, total_steps=steps, pct_start=pct_start), "interval": "step"}
 
 
 def _cosine(optimizer, module):
@@ -37,7 +43,7 @@ def _cosine(optimizer, module):
 SCHEDULES = {"constant": None, "plateau": _plateau, "onecycle": _onecycle, "cosine": _cosine}
 
 
-class PropertyRegressor(pl.LightningModule):
+class PropertyRegressor(StagedMetrics, pl.LightningModule):
     """Train an injected net to predict one property (eV/atom for ΔHf).
 
     Args:
@@ -46,6 +52,8 @@ class PropertyRegressor(pl.LightningModule):
         lr: Adam learning rate (1e-4 in the papers).
         lr_schedule: ``constant`` (the papers'), ``plateau``, ``onecycle`` or ``cosine``.
     """
+
+    best_metric = "val/mae"
 
     def __init__(self, net: nn.Module, loss: Literal["mae", "mse", "huber"] = "mae", lr: float = 1e-4,
                  weight_decay: float = 0.0,
@@ -59,7 +67,7 @@ class PropertyRegressor(pl.LightningModule):
         self.train_metrics = metrics.clone(prefix="train/")
         self.val_metrics = metrics.clone(prefix="val/")
         self.test_metrics = metrics.clone(prefix="test/")
-        self.val_mae_best = MinMetric()
+        self.val_best = MinMetric()
         self.test_pred, self.test_true = CatMetric(), CatMetric()
         self.last_test_outputs: tuple[torch.Tensor, torch.Tensor] | None = None
 
@@ -75,31 +83,11 @@ class PropertyRegressor(pl.LightningModule):
                  batch_size=len(y), sync_dist=stage != "train")
         return loss, pred
 
-    def training_step(self, batch, batch_idx):
-        return self._step(batch, self.train_metrics, "train")[0]
-
-    def on_train_epoch_end(self):
-        self.log_dict(self.train_metrics.compute())
-        self.train_metrics.reset()
-
-    def validation_step(self, batch, batch_idx):
-        self._step(batch, self.val_metrics, "val")
-
-    def on_validation_epoch_end(self):
-        values = self.val_metrics.compute()
-        self.val_metrics.reset()
-        self.log_dict(values, prog_bar=True)
-        if not self.trainer.sanity_checking:
-            self.val_mae_best.update(values["val/mae"])
-            self.log("val/mae_best", self.val_mae_best.compute(), prog_bar=True)
-
-    def on_train_start(self):
-        self.val_mae_best.reset()
-
     def test_step(self, batch, batch_idx):
         _, pred = self._step(batch, self.test_metrics, "test")
         self.test_pred.update(pred.squeeze(1))
         self.test_true.update(batch[1].squeeze(1))
+        return pred.squeeze(1)  # for callbacks that score subsets of the test rows (PolymorphMetrics)
 
     def on_test_epoch_end(self):
         values = self.test_metrics.compute()
@@ -121,6 +109,7 @@ class PropertyRegressor(pl.LightningModule):
     def configure_optimizers(self):
         optimizer = torch.optim.Adam(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
         schedule = SCHEDULES[self.hparams.lr_schedule]
-        if schedule is None:
+        scheduler = schedule(optimizer, self) if schedule is not None else None
+        if scheduler is None:
             return optimizer
-        return {"optimizer": optimizer, "lr_scheduler": schedule(optimizer, self)}
+        return {"optimizer": optimizer, "lr_scheduler": scheduler}

@@ -1,6 +1,7 @@
 """make search: an Optuna study over the real training CLI, recorded in MLflow, resumable."""
 
 import optuna
+import pandas as pd
 import pytest
 import yaml
 
@@ -74,8 +75,85 @@ def test_failing_trials_are_recorded_and_the_study_goes_on(workdir):
 
 
 def test_a_space_naming_an_unknown_option_fails_before_any_trial(workdir, monkeypatch):
-    monkeypatch.setitem(search_spaces.SPACES, "elemnet", lambda trial: {"model.init_args.no_such_option": 1})
+    monkeypatch.setitem(search_spaces.SPACES, "ElemNet", lambda trial: {"model.init_args.no_such_option": 1})
     storage = f"sqlite:///{workdir}/mlruns/optuna.db"
     with pytest.raises(SystemExit):
         Search("elemnet", _args(workdir).split(), "elemnet", storage)
-    assert len(_study(workdir).trials) == 0
+    assert not _study_exists(workdir)  # refused before the study was even created
+
+
+def test_ddp_trials_report_each_epoch_and_a_pruned_ddp_trial_ends_pruned(workdir):
+    """Trials trained by 2 processes (gloo, ddp_spawn): rank 0 reports to the RDB study, and
+    ``check_pruned()`` after fitting turns the pruner's decision into a pruned trial."""
+    storage = f"sqlite:///{workdir}/mlruns/optuna.db"
+    args = _args(workdir, "--trainer.accelerator=cpu", "--trainer.limit_train_batches=3",
+                 "--trainer.limit_val_batches=2").split()
+    Search("elemnet", args, "ddp", storage, devices=2).run(1)
+    # a real pruner that prunes any trial whose val/mae is above 1e-6, i.e. every trial, at its first epoch
+    Search("elemnet", args, "ddp", storage, devices=2, pruner=optuna.pruners.ThresholdPruner(upper=1e-6)).run(1)
+    first, second = _study(workdir, "ddp").trials
+    assert (first.state.name, second.state.name) == ("COMPLETE", "PRUNED")
+    assert sorted(first.intermediate_values) == [0, 1]
+    assert first.value == pytest.approx(min(first.intermediate_values.values()))
+    assert list(second.intermediate_values) == [0]
+    runs = search_runs(workdir, "ssub").set_index("tags.optuna.trial")
+    assert runs.loc["0", "status"] == "FINISHED" and runs.loc["1", "status"] == "KILLED"
+    assert pd.isna(runs.loc["1"].get("metrics.test/mae")), "a pruned trial is not tested"
+
+
+def test_a_worker_killed_mid_trial_leaves_a_failed_trial_that_is_retried(workdir):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    storage = f"sqlite:///{workdir}/mlruns/optuna.db"
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "cli.search", "--task", "elemnet", "--trials", "1", "--storage", storage,
+         "--heartbeat", "1", "--args", _args(workdir, "--trainer.max_epochs=500")],
+        cwd=workdir, env={**os.environ}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 600
+        while True:  # wait until the worker is inside its trial
+            trials = _study(workdir).trials if _study_exists(workdir) else []
+            if trials and trials[0].state.name == "RUNNING" and "mlflow_run_id" in trials[0].user_attrs:
+                break
+            assert worker.poll() is None and time.time() < deadline, "the worker never started its trial"
+            time.sleep(0.5)
+        time.sleep(2)
+    finally:
+        worker.send_signal(signal.SIGKILL)
+        worker.wait()
+    time.sleep(3.5)  # > 3 heartbeats of silence
+    main_cli(["--task", "elemnet", "--trials", "2", "--storage", storage, "--heartbeat", "1",
+              "--args", _args(workdir)])
+    trials = _study(workdir).trials
+    assert [t.state.name for t in trials] == ["FAIL", "COMPLETE", "COMPLETE"]
+    assert trials[1].system_attrs.get("failed_trial") == 0 and trials[1].params == trials[0].params
+    runs = search_runs(workdir, "ssub").set_index("tags.optuna.trial")
+    assert runs.loc["0", "status"] == "FAILED" and runs.loc["0", "tags.optuna.state"] == "FAIL (worker lost)"
+    assert (runs.loc[["1", "2"], "status"] == "FINISHED").all()
+
+
+def _study_exists(workdir) -> bool:
+    return bool(optuna.get_all_study_names(f"sqlite:///{workdir}/mlruns/optuna.db")) \
+        if (workdir / "mlruns" / "optuna.db").exists() else False
+
+
+def test_trials_over_the_parameter_budget_are_pruned_before_they_train(workdir):
+    from cli.search import base_args, n_parameters
+
+    storage = f"sqlite:///{workdir}/mlruns/optuna.db"
+    search = Search("elemnet", _args(workdir).split(), "budget", storage, max_params=100_000)
+    search.run(2)
+    trials = _study(workdir, "budget").trials
+    assert [t.state.name for t in trials] == ["PRUNED", "PRUNED"]
+    assert all(t.user_attrs["n_parameters"] > 100_000 and not t.intermediate_values for t in trials)
+    runs = search_runs(workdir, "ssub")
+    trial_runs = runs[runs["tags.optuna.trial"].notna()]
+    assert (trial_runs["tags.optuna.state"] == "PRUNED (over the parameter budget)").all()
+    assert not [c for c in trial_runs.columns if c.startswith("metrics.")], "no trial trained"
+    # "task": the budget is the task's own net (ElemNet, Table 3.1)
+    assert Search("elemnet", _args(workdir).split(), "budget", storage, max_params="task").max_params == \
+        n_parameters(base_args("elemnet", _args(workdir).split())) == 4_631_361

@@ -229,3 +229,20 @@ def test_voronoi_attributes_are_matminers(flla):
     for row, values in zip((3, 17), cached):
         structure = flla.structures[flla.ids.index(parsed["ids"][row])]
         assert np.allclose(values, ward2017_featurizer().featurize(structure), equal_nan=True)
+
+
+def test_polymorph_metrics_score_the_right_rows(workdir):
+    """test/mae_polymorphs and test/mae_unique_formula equal the errors of the marked test rows, computed
+    here from the module's test predictions (several test batches)."""
+    from cli.train import main
+    from conftest import task_args
+
+    cli = main(task_args("irnet_flla", "--data.init_args.limit=400", "--data.init_args.eval_batch_size=8"))
+    pred, true = cli.model.last_test_outputs
+    mask = cli.datamodule.polymorph_mask("test")
+    err = (pred - true).abs().numpy()
+    metrics = cli.trainer.callback_metrics
+    assert mask.any() and (~mask).any()
+    assert float(metrics["test/mae_polymorphs"]) == pytest.approx(err[mask].mean(), rel=1e-5)
+    assert float(metrics["test/mae_unique_formula"]) == pytest.approx(err[~mask].mean(), rel=1e-5)
+    assert float(metrics["test/n_polymorphs"]) == mask.sum()

@@ -27,6 +27,7 @@ from typing import Literal
 import numpy as np
 import torch
 
+from datamodules.simulate.h5cache import open_spec_file, require_done
 from materials.elasticity import TwoPhaseElasticity, effective_c11
 from materials.microstructure import MicrostructureSampler
 
@@ -96,18 +97,9 @@ def _create(path: Path, spec: MVEDatasetSpec):
 
 def open_checked(path: Path, spec: MVEDatasetSpec, complete: bool = True):
     """The dataset file, after checking it holds ``spec`` (and, with ``complete``, every element)."""
-    import h5py
-
-    f = h5py.File(path, "r")
-    recorded = json.loads(f.attrs.get("spec", "{}"))
-    if recorded != spec.content():
-        f.close()
-        raise ValueError(f"{path}: cached MVE dataset was made with other parameters or simulator version "
-                         f"({recorded}); delete it or change the request")
-    if complete and int(f.attrs["n_done"]) != spec.n_elements:
-        done = int(f.attrs["n_done"])
-        f.close()
-        raise ValueError(f"{path}: only {done} of {spec.n_elements} elements generated; run prepare_data to resume")
+    f = open_spec_file(path, spec.content(), "cached MVE dataset")
+    if complete:
+        require_done(f, path, int(f.attrs["n_done"]), spec.n_elements, "elements")
     return f
 
 
