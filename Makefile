@@ -14,7 +14,7 @@ TASK_CONFIGS = --config configs/defaults.yaml --config configs/tasks/$(TASK).yam
 export MLFLOW_TRACKING_URI ?= sqlite:///mlruns/mlflow.db
 export PYTHONUNBUFFERED = 1
 
-.PHONY: help setup postgresql data lock test train predict baseline bench ui server clean check-task search screen bench-screen bench-mve cv bench-crystal
+.PHONY: help setup postgresql data lock test train predict baseline bench ui server clean check-task search screen bench-screen bench-mve cv bench-crystal bench-ebsd bench-xrd reproduce
 
 help:
 	@echo "make setup                        create .venv, install pinned dependencies, fetch + verify datasets"
@@ -26,11 +26,15 @@ help:
 	@echo "make bench                        ElemNet inference/training throughput vs this machine's matmul rate"
 	@echo "make ui                           MLflow UI on http://127.0.0.1:5000"
 	@echo "make server [BACKEND=postgresql://...]  MLflow tracking server (runs log to it via MLFLOW_TRACKING_URI)"
-	@echo "make search TASK=<task> TRIALS=N [WORKERS=k] [STORAGE=url]   Optuna architecture search"
+	@echo "make search TASK=<task> TRIALS=N [WORKERS=k] [STORAGE=url] [DEVICES=n]   Optuna architecture search (DDP trials with DEVICES)"
 	@echo "make screen CKPT=<ckpt> [ELEMENTS=Li,Na,O] [MAX_ARITY=3] [MAX_SUM=10] [THRESHOLD=0.2] [OUTPUT=x.parquet]"
 	@echo "                                  new stable compounds below the training hull (MAX_ARITY=4: the paper's 447M)"
 	@echo "make bench-screen [CKPT=<ckpt>]   screening speed: enumeration, scoring, hull, vs the GEMM rate"
 	@echo "make bench-crystal                crystal graphs: construction, batching, CGCNN training/inference (structures/s)"
+	@echo "make bench-ebsd [CKPT=<ckpt>]     OMNet vs dictionary indexing: disorientation, patterns/s; disorientation loss pairs/s"
+	@echo "make bench-xrd                    2048^2 diffraction frames/s: MF/CS background removal (scipy, torch), PADNet inference, simulator"
+	@echo "make reproduce TABLE=padnet [TASK=padnet_nist] [FOLDS=10] [OPTS='--filters frozen'] [ARGS=...]"
+	@echo "                                  a published table as Markdown + MLflow (padnet: Fig. 7.7, train x test input x filters)"
 	@echo "make bench-mve                    elasticity solver: 51^3 elements/s at contrast 50, CG iterations (CPU, GPU)"
 	@echo "tasks: $(TASKS)"
 
@@ -100,7 +104,8 @@ TRIALS  ?= 20
 WORKERS ?= 1
 STORAGE ?= sqlite:///mlruns/optuna.db
 search: check-task
-	$(PY) -m cli.search --task $(TASK) --trials $(TRIALS) --workers $(WORKERS) --storage "$(STORAGE)" --args "$(ARGS)"
+	$(PY) -m cli.search --task $(TASK) --trials $(TRIALS) --workers $(WORKERS) --storage "$(STORAGE)" \
+	  --devices $(or $(DEVICES),1) $(if $(MAX_PARAMS),--max_params $(MAX_PARAMS)) --args "$(ARGS)"
 
 # Combinatorial screening (diss. 3.3.9). MAX_ARITY=3 finishes on a laptop CPU; the paper's
 # A_w B_x C_y D_z space is MAX_ARITY=4 (446,597,140 compositions: a GPU job). Rerun to resume.
@@ -121,3 +126,16 @@ bench-mve:
 
 bench-crystal:
 	$(PY) -m cli.bench_crystal $(ARGS)
+
+bench-ebsd:
+	$(PY) -m cli.bench_ebsd $(if $(CKPT),--ckpt "$(CKPT)") $(ARGS)
+
+bench-xrd:
+	$(PY) -m cli.bench_xrd $(ARGS)
+
+# make reproduce TABLE=<name>: cli/reproduce.py's registry. TASK and FOLDS pass through only when given.
+TABLE ?= padnet
+OPTS  ?=
+reproduce:
+	$(PY) -m cli.reproduce $(TABLE) $(if $(filter command line,$(origin TASK)),--task $(TASK)) \
+	  $(if $(filter command line,$(origin FOLDS)),--folds $(FOLDS)) $(OPTS) -- $(ARGS)

@@ -1,10 +1,15 @@
 """Floor 2: what watches a run (MLflow artifacts, plots, the logged model)."""
 
 from callbacks.composition_model import LogCompositionModel
+from callbacks.confusion_matrix import ConfusionMatrixArtifact
+from callbacks.ebsd_baselines import DictionaryIndexingBaseline
 from callbacks.mlflow_run import MLflowRunInfo, MLflowSaveConfig
 from callbacks.polymorph_metrics import PolymorphMetrics
 from callbacks.mve_baselines import HomogenizationBaselines, LocalizationBaselines
+from callbacks.orientation_plots import DisorientationPlots
 from callbacks.regression_plots import RegressionPlots
+from callbacks.xrd_baselines import XRDBaselines
 
-__all__ = ["HomogenizationBaselines", "LocalizationBaselines", "LogCompositionModel", "MLflowRunInfo", "MLflowSaveConfig",
-           "PolymorphMetrics", "RegressionPlots"]
+__all__ = ["ConfusionMatrixArtifact", "DictionaryIndexingBaseline", "DisorientationPlots", "HomogenizationBaselines", "LocalizationBaselines",
+           "LogCompositionModel", "MLflowRunInfo", "MLflowSaveConfig",
+           "PolymorphMetrics", "RegressionPlots", "XRDBaselines"]

@@ -5,7 +5,10 @@ Fold k runs the same CLI as ``make train`` (or ``make baseline`` with
 deduplicates before it splits, so no structure or composition is on two sides
 of any fold. Each fold is an MLflow run nested under one parent run, which
 gets ``cv/<metric>_mean`` and ``cv/<metric>_std`` (sample standard deviation
-over folds) and a Markdown table ``cv_folds.md``. Running the same command
+over folds) for every ``test/`` metric all folds logged (regression errors,
+classification accuracy and F1, baselines measured in the same folds) and a
+Markdown table ``cv_folds.md``; when the folds logged confusion matrices
+(``confusion/confusion_matrix.json``), the parent gets their sum. Running the same command
 again resumes an unfinished cross-validation: finished folds are kept, an
 interrupted fold continues from its last checkpoint.
 """
@@ -25,7 +28,13 @@ import numpy as np  # noqa: E402
 
 from cli.train import build  # noqa: E402
 
-METRICS = ("test/mae", "test/rmse", "test/r2", "test/mae_polymorphs", "test/mae_unique_formula")
+METRICS = ("test/mae", "test/rmse", "test/r2", "test/mae_polymorphs", "test/mae_unique_formula")  # listed first
+
+
+def metric_names(per_fold: list[dict[str, float]]) -> list[str]:
+    """The ``test/`` metrics every fold logged: :data:`METRICS` first, then the others sorted."""
+    common = set.intersection(*(set(f) for f in per_fold)) if per_fold else set()
+    return [m for m in METRICS if m in common] + sorted(m for m in common if m.startswith("test/") and m not in METRICS)
 
 
 def fold_args(args: list[str], folds: int, fold: int) -> list[str]:
@@ -70,8 +79,9 @@ class CrossValidation:
 
     def run_fold(self, fold: int) -> dict[str, float]:
         run = self._fold_run(fold)
-        if run is not None and run.info.status == "FINISHED" and "test/mae" in run.data.metrics:
-            print(f"fold {fold}: finished earlier, test/mae {run.data.metrics['test/mae']:.4f}")
+        tested = metric_names([run.data.metrics]) if run is not None else []
+        if run is not None and run.info.status == "FINISHED" and tested:
+            print(f"fold {fold}: finished earlier, {tested[0]} {run.data.metrics[tested[0]]:.4f}")
             return run.data.metrics
         if run is None:
             run = self.client.create_run(self.experiment_id, run_name=f"{self.task}-{self.learner}-fold{fold}", tags={
@@ -91,7 +101,7 @@ class CrossValidation:
         return self.client.get_run(run.info.run_id).data.metrics
 
     def summarise(self, per_fold: list[dict[str, float]]) -> str:
-        names = [m for m in METRICS if all(m in f for f in per_fold)]
+        names = metric_names(per_fold)
         lines = [f"# {self.task} ({self.learner}): {self.folds}-fold cross-validation", "",
                  "| fold | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
         lines += [f"| {k} | " + " | ".join(f"{f[m]:.4f}" for m in names) + " |" for k, f in enumerate(per_fold)]
@@ -104,7 +114,27 @@ class CrossValidation:
         lines.append("| mean ± std | " + " | ".join(f"{a:.4f} ± {b:.4f}" for a, b in summary.values()) + " |")
         text = "\n".join(lines) + "\n"
         self.client.log_text(self.parent_id, text, "cv_folds.md")
+        self._pooled_confusion()
         return text
+
+    def _pooled_confusion(self) -> None:
+        """Sum the folds' confusion matrices (if they logged any) into the parent run."""
+        import json
+
+        from callbacks.confusion_matrix import log_confusion
+
+        children = self.client.search_runs([self.experiment_id], f"tags.`mlflow.parentRunId` = '{self.parent_id}'")
+        total, names = None, None
+        for run in children:
+            if "confusion" not in {a.path for a in self.client.list_artifacts(run.info.run_id)}:
+                return
+            path = self.client.download_artifacts(run.info.run_id, "confusion/confusion_matrix.json")
+            data = json.loads(Path(path).read_text())
+            total = np.array(data["matrix"]) + (0 if total is None else total)
+            names = data["class_names"]
+        if total is not None:
+            log_confusion(self.client, self.parent_id, total, names,
+                          f"{self.task}: {self.folds}-fold test confusion, summed")
 
     def run(self) -> str:
         try:

@@ -18,7 +18,13 @@ CONFIGS = REPO / "configs"
 SMOKE_DATA = {
     "homogenization": ["--data.init_args.n_elements=12", "--data.init_args.size=33"],
     "localization": ["--data.init_args.n_elements=12", "--data.init_args.size=15"],
+    "omnet": ["--data.init_args.semi_edge_steps=[7]", "--data.init_args.n_val=64", "--data.init_args.n_test=64",
+              "--data.init_args.train_fraction=1"],
 }
+# XRD frames: a 24-sample library of 64^2 frames (every class twice or more), all of its training split
+for _task in ("padnet", "padnet_nist"):
+    SMOKE_DATA[_task] = ["--data.init_args.n_samples=24", "--data.init_args.frame_size=64", "--data.init_args.n_folds=3",
+                         "--data.init_args.train_fraction=1", "--data.init_args.batch_size=8"]
 # structure tasks: the first 64 crystals of flla_2015 (two Voronoi chunks), all of their training split
 for _task in ("cgcnn", "irnet_structure", "irnet_flla", "elemnet_flla"):
     SMOKE_DATA[_task] = ["--data.init_args.limit=64", "--data.init_args.train_fraction=1", "--data.init_args.batch_size=16"]

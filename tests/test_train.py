@@ -16,7 +16,7 @@ from conftest import CONFIGS, run_module, search_runs, task_args
 def test_every_task_config_runs_fast_dev_run(task, workdir):
     cli = main(task_args(task, "--trainer.fast_dev_run=true"))
     assert cli.trainer.state.finished
-    assert "test/mae" in cli.trainer.callback_metrics
+    assert {"test/mae", "test/acc"} & set(cli.trainer.callback_metrics)  # regression or classification
 
 
 def test_paper_profiles_parse(workdir):
@@ -25,6 +25,18 @@ def test_paper_profiles_parse(workdir):
 
     sizes = {"homogenization": (8550, 51, 50), "localization": (2500, 21, 10)}
     for profile in sorted((CONFIGS / "profiles" / "paper").glob("*.yaml")):
+        if profile.stem == "omnet":  # build only: 374,852 patterns to simulate, ~200M parameters to train
+            cli = build(task_args("omnet", "--config", str(profile), smoke=False))
+            assert cli.datamodule.spec.semi_edge_steps == (100, 50) and cli.datamodule.hparams.batch_size == 64
+            assert 195e6 < sum(p.numel() for p in cli.model.parameters()) < 205e6
+            continue
+        if profile.stem.startswith("padnet"):  # build only: 177 frames of 2048^2 to simulate
+            cli = build(task_args(profile.stem, "--config", str(profile), smoke=False))
+            net, hp = cli.model.net, cli.datamodule.hparams
+            assert (hp.frame_size, cli.datamodule.filter_size, net.n_features) == (2048, 200, 2048)
+            assert net.graphs[0].peaks.filter_size == 50 and net.graphs[0].peaks.softmax
+            assert (cli.model.hparams.lr, cli.model.hparams.weight_decay) == (1e-3, 1e-4)
+            continue
         if profile.stem in sizes:  # parse only: instantiating would simulate the paper's dataset
             cli = build(task_args(profile.stem, "--config", str(profile), smoke=False))
             hp = cli.datamodule.hparams
@@ -101,16 +113,27 @@ def test_crash_marks_the_run_failed(workdir):
 @pytest.mark.parametrize("task,experiment,extra", [
     ("elemnet", "oqmd_formation_enthalpy", []),
     ("homogenization", "mve_homogenization", ["--data.init_args.train_fraction=1", "--data.init_args.batch_size=2"]),
-    ("cgcnn", "flla_2015", []),
+    ("cgcnn", "flla_2015", ["--data.init_args.batch_size=4"]),  # >= 4 steps per process: both runs schedule the lr
 ])
 def test_ddp_two_cpu_processes(task, experiment, extra, workdir):
-    """One test per task family present: composition MLP, 3-D CNN with BatchNorm, crystal graphs (PyG batches)."""
-    result = run_module("cli.train", task_args(task, "--config", str(CONFIGS / "ddp.yaml"),
-                                               "--trainer.accelerator=cpu", *extra), cwd=workdir)
+    """One test per task family present: composition MLP, 3-D CNN with BatchNorm, crystal graphs (PyG batches).
+    Two processes (gloo) log the same metrics, artifacts included, as one process does."""
+    one = main(task_args(task, "--trainer.accelerator=cpu", "--trainer.logger.init_args.run_name=one", *extra))
+    assert one.trainer.state.finished
+    result = run_module("cli.train", task_args(task, "--config", str(CONFIGS / "ddp.yaml"), "--trainer.accelerator=cpu",
+                                               "--trainer.logger.init_args.run_name=ddp", *extra), cwd=workdir)
     assert result.returncode == 0, result.stderr[-3000:]
-    runs = search_runs(workdir, experiment)
-    assert len(runs) == 1 and runs.iloc[0].status == "FINISHED"
-    assert pd.notna(runs.iloc[0]["metrics.test/mae"])
+    runs = search_runs(workdir, experiment).set_index("tags.mlflow.runName")
+    assert (runs.status == "FINISHED").all() and len(runs) == 2
+    logged = {name: {c for c in runs.columns if c.startswith("metrics.") and pd.notna(runs.loc[name, c])}
+              for name in ("one", "ddp")}
+    assert "metrics.test/mae" in logged["ddp"]
+    assert logged["ddp"] == logged["one"], logged["ddp"] ^ logged["one"]
+    import mlflow
+
+    artifacts = {name: sorted(a.path for a in mlflow.MlflowClient().list_artifacts(runs.loc[name, "run_id"]))
+                 for name in ("one", "ddp")}
+    assert artifacts["ddp"] == artifacts["one"]
 
 
 def test_unknown_task_lists_the_known_ones():

@@ -4,5 +4,7 @@ from lightning_modules.nets.cgcnn import CGCNN
 from lightning_modules.nets.elemnet import ElemNet
 from lightning_modules.nets.irnet import IRNet, stack_sizes
 from lightning_modules.nets.mve_cnn import HomogenizationCNN, LocalizationCNN
+from lightning_modules.nets.omnet import OMNet
+from lightning_modules.nets.padnet import PADNet
 
-__all__ = ["CGCNN", "ElemNet", "HomogenizationCNN", "IRNet", "LocalizationCNN", "stack_sizes"]
+__all__ = ["CGCNN", "ElemNet", "HomogenizationCNN", "IRNet", "LocalizationCNN", "OMNet", "PADNet", "stack_sizes"]

@@ -1,0 +1,176 @@
+"""``make reproduce TABLE=<name> [FOLDS=k] [ARGS=...]``: rebuild a published table or figure as Markdown.
+
+A small registry, :data:`TABLES` (name → function). Each function trains and scores what the
+table needs, returns its Markdown body, and logs its cells as MLflow runs nested under one
+parent run (experiment ``reproduce``); this module adds the hardware and the wall time, writes
+``outputs/reproduce/<name>.md`` and logs it to the parent run. Running the same command again
+resumes: finished cells are read back from MLflow, not retrained.
+
+Tables:
+
+- ``padnet``: Figure 7.7, PADNet's k-fold accuracy for every train input (I, I-MF, I-CS) × test
+  input × frozen or trainable slope filters (``--task padnet_nist`` for the NIST preset).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+os.environ.setdefault("MLFLOW_TRACKING_URI", "sqlite:///mlruns/mlflow.db")
+
+import mlflow  # noqa: E402
+import numpy as np  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def task_configs(task: str) -> list[str]:
+    return [f"--config={REPO / 'configs' / 'defaults.yaml'}", f"--config={REPO / 'configs' / 'tasks' / f'{task}.yaml'}"]
+
+
+class Cells:
+    """Nested MLflow runs of one reproduction, keyed so that a rerun finds the finished ones."""
+
+    def __init__(self, table: str, key_parts: list[str], tracking_uri: str):
+        self.client = mlflow.MlflowClient(tracking_uri)  # the task's own store, not mlflow's process-wide default
+        experiment = self.client.get_experiment_by_name("reproduce")
+        self.experiment_id = experiment.experiment_id if experiment else self.client.create_experiment("reproduce")
+        self.key = hashlib.sha256("\0".join([table, *key_parts]).encode()).hexdigest()[:16]
+        found = self.client.search_runs([self.experiment_id], f"tags.`reproduce.key` = '{self.key}'",
+                                        order_by=["attributes.start_time DESC"])
+        if found:
+            self.parent_id = found[0].info.run_id
+            self.client.update_run(self.parent_id, status="RUNNING")
+        else:
+            self.parent_id = self.client.create_run(self.experiment_id, run_name=f"reproduce-{table}",
+                                                    tags={"reproduce.key": self.key, "reproduce.table": table}).info.run_id
+            self.client.log_param(self.parent_id, "args", " ".join(key_parts)[:6000])
+
+    def cell(self, name: str) -> tuple[str, dict[str, float] | None]:
+        """(run id, metrics if the cell finished earlier) of the nested run ``name``."""
+        runs = self.client.search_runs([self.experiment_id], f"tags.`mlflow.parentRunId` = '{self.parent_id}' "
+                                       f"and tags.`reproduce.cell` = '{name}'")
+        if runs and runs[0].info.status == "FINISHED":
+            return runs[0].info.run_id, runs[0].data.metrics
+        if runs:
+            return runs[0].info.run_id, None
+        run = self.client.create_run(self.experiment_id, run_name=name,
+                                     tags={"mlflow.parentRunId": self.parent_id, "reproduce.cell": name})
+        return run.info.run_id, None
+
+
+def padnet_figure_7_7(opts: argparse.Namespace, extra: list[str], cells: Cells) -> str:
+    """Fig. 7.7: accuracy over ``opts.folds`` stratified folds for train input × test input × filters."""
+    from callbacks.xrd_baselines import XRDBaselines
+    from cli.cv import fold_args
+    from cli.train import _mark, build
+    from materials.xrd_background import INPUTS
+
+    config = task_configs(opts.task)
+    results: dict[tuple[str, str, str], list[float]] = {}
+    for fold in range(opts.folds):
+        for filters in opts.filters:
+            for train_input in opts.train_inputs:
+                name = f"fold{fold}-{filters}-train_{train_input}"
+                run_id, done = cells.cell(name)
+                if done is None:
+                    args = fold_args(config + extra, opts.folds, fold) + [
+                        f"--data.init_args.train_input={train_input}", "--data.init_args.test_input=I",
+                        f"--model.init_args.net.init_args.trainable_filters={filters == 'trainable'}",
+                        f"--trainer.logger.init_args.run_id={run_id}",
+                        f"--trainer.default_root_dir={Path('outputs') / 'reproduce' / opts.task / name}"]
+                    cli = build(args)
+                    cli.trainer.callbacks[:] = [c for c in cli.trainer.callbacks if not isinstance(c, XRDBaselines)]
+                    done = {}
+                    try:
+                        cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+                        best = None if cli.trainer.fast_dev_run else "best"
+                        for test_input in INPUTS:
+                            cli.datamodule.set_test_input(test_input)
+                            metrics = cli.trainer.test(cli.model, datamodule=cli.datamodule, ckpt_path=best,
+                                                       verbose=False)[0]
+                            done[f"grid/test_{test_input}/acc"] = float(metrics["test/acc"])
+                        cli.trainer.logger.log_metrics(done)
+                        _mark(cli, "FINISHED")
+                    except BaseException:
+                        _mark(cli, "FAILED")
+                        raise
+                for test_input in INPUTS:
+                    results.setdefault((filters, train_input, test_input), []).append(done[f"grid/test_{test_input}/acc"])
+    lines = [f"Figure 7.7 ({opts.task}): test accuracy, mean ± std over {opts.folds} stratified folds", "",
+             "| slope filters | train input | test I | test I-MF | test I-CS |", "|---|---|---|---|---|"]
+    for filters in opts.filters:
+        for train_input in opts.train_inputs:
+            row = []
+            for test_input in INPUTS:
+                acc = np.array(results[(filters, train_input, test_input)])
+                std = acc.std(ddof=1) if len(acc) > 1 else float("nan")
+                row.append(f"{acc.mean():.3f} ± {std:.3f}")
+                cells.client.log_metric(cells.parent_id, f"grid/{filters}/train_{train_input}/test_{test_input}/acc_mean",
+                                        float(acc.mean()))
+            lines.append(f"| {filters} | {train_input} | " + " | ".join(row) + " |")
+    lines += ["", "The paper (Fig. 7.7, real frames): about 84 % everywhere, the same for raw and background-removed "
+              "test frames within the spread of the folds."]
+    return "\n".join(lines) + "\n"
+
+
+TABLES: dict[str, Callable[[argparse.Namespace, list[str], Cells], str]] = {"padnet": padnet_figure_7_7}
+
+
+def hardware() -> str:
+    import torch
+
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    return (f"{platform.node()}: {platform.processor() or platform.machine()}, {os.cpu_count()} CPU threads "
+            f"(torch uses {torch.get_num_threads()}), {gpu}; torch {torch.__version__}")
+
+
+def main(argv: list[str] | None = None) -> str:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("table", choices=sorted(TABLES))
+    ap.add_argument("--task", default="padnet", help="padnet (SLAC) or padnet_nist")
+    ap.add_argument("--folds", type=int, default=10)
+    ap.add_argument("--train-inputs", dest="train_inputs", nargs="+", default=["I", "I-MF", "I-CS"])
+    ap.add_argument("--filters", nargs="+", default=["frozen", "trainable"], choices=["frozen", "trainable"])
+    ap.add_argument("--output", default=None, help="Markdown file (default outputs/reproduce/<table>-<task>.md)")
+    ap.epilog = "after --: the task's config options, as for make train"
+    argv = list(sys.argv[1:] if argv is None else argv)
+    split = argv.index("--") if "--" in argv else len(argv)
+    opts, extra = ap.parse_args(argv[:split]), argv[split + 1:]
+    if opts.folds < 2:
+        raise SystemExit(f"--folds must be at least 2, not {opts.folds}")
+    from cli.cv import fold_args
+    from cli.train import build
+
+    probe = build(fold_args(task_configs(opts.task) + extra, opts.folds, 0))  # validates the options first
+    cells = Cells(opts.table, [opts.task, str(opts.folds), *opts.train_inputs, *opts.filters, *extra],
+                  probe.config.trainer.logger.init_args.tracking_uri)
+    start = time.perf_counter()
+    try:
+        body = TABLES[opts.table](opts, extra, cells)
+    except BaseException:
+        cells.client.set_terminated(cells.parent_id, "FAILED")
+        raise
+    wall = time.perf_counter() - start
+    text = (f"# make reproduce TABLE={opts.table} ({opts.task})\n\n{body}\nhardware: {hardware()}\n"
+            f"wall time: {wall / 60:.1f} min (this invocation; cells finished earlier were read back)\n"
+            f"command: python -m cli.reproduce {' '.join(argv)}\n")
+    out = Path(opts.output or Path("outputs") / "reproduce" / f"{opts.table}-{opts.task}.md")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
+    cells.client.log_text(cells.parent_id, text, f"{opts.table}.md")
+    cells.client.log_metric(cells.parent_id, "wall_seconds", wall)
+    cells.client.set_terminated(cells.parent_id, "FINISHED")
+    print(text)
+    return text
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

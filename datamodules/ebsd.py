@@ -1,0 +1,169 @@
+"""Ni EBSD patterns → crystal orientations (OMNet, dissertation ch. 6).
+
+``prepare_data`` simulates the pattern sets once (:mod:`datamodules.simulate.ebsd`); ``setup`` only reads the
+verified cache and prepares what the net sees (:func:`materials.ebsd_patterns.process_patterns`, kept as 8-bit):
+
+- ``train``: the dictionary (cubochoric sampling of the fundamental zone), as the paper trains on it whole;
+  with ``train_noise`` each batch is measured afresh with the test sets' noise model (augmentation).
+- ``val``, ``test``: noisy patterns at uniformly random orientations (1,000 test patterns, as the paper).
+- ``real`` (not a loader; for the baseline callback): kikuchipy's 9 real Ni patterns with their static
+  background and detector (binned when the dictionary's detector is a whole fraction of 60×60).
+
+A batch is (patterns (B, 1, H, W) float32 in [0, 1], fundamental-zone quaternions (B, 4) float32).
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import lightning.pytorch as pl
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from datamodules.batches import SplitLoaders
+from datamodules.simulate.ebsd import NI_EXAMPLE_PC, EBSDDatasetSpec, check_detector, generate, open_checked
+from datamodules.sources.registry import data_dir
+from materials.ebsd_patterns import PatternNoise, check_patterns, process_patterns, to_uint8
+
+SPLIT_SETS = {"train": "dictionary", "val": "val", "test": "test"}
+
+
+class PatternRows(Dataset):
+    """8-bit patterns and quaternions indexed by whole batches of rows; optionally re-measured per batch."""
+
+    def __init__(self, patterns: torch.Tensor, quaternions: torch.Tensor, noise: PatternNoise | None = None,
+                 pcx: float = 0.5):
+        self.patterns, self.quaternions, self.noise, self.pcx = patterns, quaternions, noise, pcx
+
+    def __len__(self) -> int:
+        return len(self.patterns)
+
+    def __getitem__(self, rows):
+        rows = torch.as_tensor(rows)
+        x = self.patterns[rows]
+        x = process_patterns(self.noise.measure(x, self.pcx)) if self.noise is not None else x.float() / 255
+        return x[:, None], self.quaternions[rows]
+
+
+def prepared(patterns: np.ndarray, static_background=None, batch: int = 8192) -> torch.Tensor:
+    """Background-corrected [0, 1] patterns kept as uint8 (n, H, W), processed in batches."""
+    return torch.cat([to_uint8(process_patterns(torch.from_numpy(patterns[i:i + batch]), static_background))
+                      for i in range(0, len(patterns), batch)]) if len(patterns) else torch.empty(0, dtype=torch.uint8)
+
+
+def bin_patterns(patterns: np.ndarray, factor: int) -> np.ndarray:
+    """Sum ``factor``×``factor`` pixel blocks (camera binning) of (..., H, W) patterns."""
+    *lead, h, w = patterns.shape
+    return patterns.reshape(*lead, h // factor, factor, w // factor, factor).astype(np.float64).sum(axis=(-3, -1))
+
+
+def real_ni_patterns(spec: EBSDDatasetSpec) -> dict | None:
+    """kikuchipy's 3×3 real Ni patterns (raw, static background, detector) on the dictionary's detector shape."""
+    import kikuchipy as kp
+
+    s = kp.data.nickel_ebsd_small()
+    raw, static, detector = s.data.reshape(-1, *s.detector.shape), s.static_background, s.detector.deepcopy()
+    check_patterns(raw, name="kikuchipy nickel_ebsd_small")
+    if tuple(spec.shape) != tuple(detector.shape):
+        factor = detector.shape[0] // spec.shape[0]
+        if factor < 1 or tuple(d // factor for d in detector.shape) != tuple(spec.shape) or \
+                any(d % factor for d in detector.shape):
+            warnings.warn(f"real Ni patterns are {detector.shape}; a {spec.shape} dictionary cannot be compared "
+                          "with them (not a whole binning factor): no real-pattern reference", stacklevel=2)
+            return None
+        raw, static = bin_patterns(raw, factor), bin_patterns(static, factor)
+        detector = kp.detectors.EBSDDetector(shape=tuple(spec.shape), pc=detector.pc, tilt=detector.tilt,
+                                             sample_tilt=detector.sample_tilt, binning=detector.binning * factor,
+                                             px_size=detector.px_size)
+    check_detector(detector, spec, name="kikuchipy nickel_ebsd_small")
+    return {"raw": raw, "static_background": static, "detector": detector,
+            "nav_shape": s.axes_manager.navigation_shape[::-1]}
+
+
+class EBSDDataModule(SplitLoaders, pl.LightningDataModule):
+    """Simulated Ni EBSD pattern dictionaries and noisy test patterns with their orientations.
+
+    Args:
+        semi_edge_steps: cubochoric N of each dictionary sampling of the m-3m fundamental zone, concatenated
+            (the paper: [100, 50] → 374,852 patterns; the CPU default [35] → 14,313). Or give ``resolution``.
+        resolution: average disorientation (°) between dictionary orientations instead (orix converts it to N).
+        detector_shape: (rows, columns) of the detector; the geometry is otherwise the real Ni example's.
+        pc: projection centre (Bruker) — default the mean of the example's nine.
+        n_val, n_test: noisy patterns at random orientations (the paper tests on 1,000).
+        noise: the measurement model of the val/test patterns (and of ``train_noise`` augmentation).
+        train_noise: measure every training batch afresh with ``noise`` (else train on the clean dictionary).
+        train_fraction: train on only this seeded share of the dictionary (quick checks).
+    """
+
+    def __init__(self, semi_edge_steps: list[int] | None = None, resolution: float | None = None,
+                 detector_shape: tuple[int, int] = (60, 60), pc: tuple[float, float, float] = NI_EXAMPLE_PC,
+                 n_val: int = 500, n_test: int = 1000, noise: PatternNoise = PatternNoise(), train_noise: bool = False,
+                 train_fraction: float = 1.0, batch_size: int = 64, eval_batch_size: int = 512, seed: int = 0,
+                 simulate_batch: int = 2048):
+        super().__init__()
+        self.save_hyperparameters()
+        if semi_edge_steps is not None and resolution is not None:
+            raise ValueError("give either semi_edge_steps or resolution, not both")
+        if resolution is not None:
+            from orix.sampling._cubochoric_sampling import resolution_to_semi_edge_steps
+
+            steps = [int(resolution_to_semi_edge_steps(resolution))]
+        else:
+            steps = list(semi_edge_steps or [35])
+        if detector_shape[0] != detector_shape[1]:
+            raise ValueError(f"OMNet takes square patterns; detector_shape is {tuple(detector_shape)}")
+        if not 0 < train_fraction <= 1:
+            raise ValueError(f"train_fraction must be in (0, 1], got {train_fraction}")
+        if isinstance(noise, dict):  # as a checkpoint's hyperparameters keep it
+            noise = PatternNoise(**noise)
+        self.spec = EBSDDatasetSpec(tuple(steps), tuple(detector_shape), tuple(pc), n_val=n_val, n_test=n_test,
+                                    noise=noise, seed=seed, batch=simulate_batch)
+        self.arrays: dict[str, dict[str, torch.Tensor]] = {}
+        self.real: dict | None = None
+        self.cleaning_report: dict = {}
+        self.generation: dict[str, float] = {}
+
+    @property
+    def n_features(self) -> int:
+        """Pattern side in pixels (OMNet's input)."""
+        return self.spec.shape[0]
+
+    @property
+    def path(self) -> Path:
+        return data_dir() / "ebsd" / self.spec.cache_name()
+
+    def prepare_data(self):
+        _, self.generation = generate(self.spec, data_dir() / "ebsd")
+
+    def setup(self, stage: str | None = None):
+        if self.arrays:
+            return
+        with open_checked(self.path, self.spec) as f:
+            data = {split: {"raw": f[name]["patterns"][:], "quaternions": f[name]["quaternions"][:],
+                            "euler": f[name]["euler"][:]} for split, name in SPLIT_SETS.items()}
+            made = {f"simulated_{name}_patterns_per_s": float(f[name].attrs["patterns_per_s"])
+                    for name in SPLIT_SETS.values() if "patterns_per_s" in f[name].attrs}
+        if self.hparams.train_fraction < 1:
+            n = len(data["train"]["raw"])
+            keep = np.sort(np.random.default_rng(self.hparams.seed).permutation(n)[:max(1, round(
+                self.hparams.train_fraction * n))])
+            data["train"] = {k: v[keep] for k, v in data["train"].items()}
+        for split, arrays in data.items():
+            self.arrays[split] = {"patterns": prepared(arrays["raw"]),
+                                  "quaternions": torch.from_numpy(arrays["quaternions"]),  # float64, as orix's
+                                  "euler": torch.from_numpy(arrays["euler"]).float()}
+        self.splits = {split: PatternRows(self.arrays[split]["patterns"], self.arrays[split]["quaternions"].float())
+                       for split in SPLIT_SETS}
+        if self.hparams.train_noise:  # the ideal dictionary patterns, measured afresh per batch
+            self.splits["train"] = PatternRows(torch.from_numpy(data["train"]["raw"]),
+                                               self.arrays["train"]["quaternions"].float(), self.spec.noise,
+                                               self.spec.pc[0])
+        self.real = real_ni_patterns(self.spec)
+        if self.real is not None:
+            self.real["patterns"] = prepared(self.real["raw"], self.real["static_background"])
+        self.cleaning_report = {"cache": str(self.path), "semi_edge_steps": list(self.spec.semi_edge_steps),
+                                "sizes": {s: len(a["patterns"]) for s, a in self.arrays.items()},
+                                "real_patterns": 0 if self.real is None else len(self.real["patterns"]),
+                                **made, **{f"this_run_{k}": v for k, v in self.generation.items()}}

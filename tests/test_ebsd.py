@@ -1,0 +1,234 @@
+"""EBSD pattern sets: kikuchipy's own patterns, a cache that round-trips, resumes and repairs itself,
+bad input named, dictionary indexing that recovers an exact orientation, the datamodule's batches."""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from datamodules.simulate.ebsd import (CHUNK, SETS, EBSDDatasetSpec, check_detector, generate, master_pattern,
+                                       open_checked, orientations, project)
+from materials.ebsd_patterns import PatternNoise, check_patterns, gaussian_blur, process_patterns
+from materials.orientations import cubic_symmetry, disorientation, quaternion_multiply
+
+# 3 blocks of noisy patterns (the last one partial), a 125-pattern dictionary
+SPEC = EBSDDatasetSpec(semi_edge_steps=(7,), n_val=40, n_test=2 * CHUNK + 44, batch=CHUNK)
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ebsd")
+    path, stats = generate(SPEC, root, progress=False)
+    with h5py.File(path, "r") as f:
+        arrays = {name: {k: f[name][k][:] for k in ("patterns", "quaternions", "euler")} for name in SETS}
+    return path, stats, arrays
+
+
+@pytest.fixture(scope="module")
+def mp():
+    return master_pattern()
+
+
+def _copy(path, tmp_path):
+    root = tmp_path / "copy"
+    root.mkdir()
+    shutil.copy(path, root / path.name)
+    return root, root / path.name
+
+
+def _same(path, arrays):
+    with h5py.File(path, "r") as f:
+        for name in SETS:
+            for key, values in arrays[name].items():
+                assert np.array_equal(f[name][key][:], values), (name, key)
+
+
+def test_patterns_are_kikuchipys_own_and_the_cache_round_trips(cache, mp):
+    path, stats, arrays = cache
+    assert stats["patterns"] == len(arrays["dictionary"]["patterns"]) + SPEC.n_val + SPEC.n_test
+    assert stats["patterns_per_s"] > 0
+    q = arrays["dictionary"]["quaternions"]
+    assert len(q) == len(orientations(SPEC, "dictionary")) > 100 and (q[:, 0] > 0.85).all()  # inside the FZ
+    from orix.quaternion import Rotation
+
+    own = mp.get_patterns(Rotation(q), SPEC.detector(), energy=20, dtype_out=np.uint8, compute=True,
+                          show_progressbar=False).data
+    assert np.array_equal(arrays["dictionary"]["patterns"], own)
+    assert np.allclose(Rotation(q).to_euler(), arrays["dictionary"]["euler"])
+    again, stats = generate(SPEC, path.parent, progress=False)  # read back, nothing simulated twice
+    assert again == path and stats["patterns"] == 0
+    with open_checked(path, SPEC) as f:
+        assert np.array_equal(f["test"]["patterns"][:], arrays["test"]["patterns"])
+        assert all(f[name].attrs["patterns_per_s"] > 0 for name in SETS)  # the rate it was made at, kept
+    assert dataclasses.replace(SPEC, noise=PatternNoise(counts=10)).cache_name() != SPEC.cache_name()
+    assert dataclasses.replace(SPEC, batch=999).cache_name() == SPEC.cache_name()  # speed only
+
+
+def test_noisy_sets_are_measured_from_the_same_physics(cache, mp):
+    _, _, arrays = cache
+    test = arrays["test"]
+    clean = process_patterns(project(mp, SPEC.detector(), test["quaternions"][:20], 20)).reshape(20, -1)
+    noisy = process_patterns(test["patterns"][:20]).reshape(20, -1)
+    clean, noisy = clean - clean.mean(1, keepdim=True), noisy - noisy.mean(1, keepdim=True)
+    ncc = (clean * noisy).sum(1) / (clean.norm(dim=1) * noisy.norm(dim=1))
+    assert 0.4 < ncc.min() and ncc.max() < 0.98  # the same pattern under real noise
+    assert not np.array_equal(arrays["val"]["patterns"][:5], test["patterns"][:5])
+    x = np.random.default_rng(0).random((3, 60, 60))
+    from scipy.ndimage import gaussian_filter
+
+    assert np.abs(gaussian_blur(torch.from_numpy(x), 7.5).numpy()
+                  - gaussian_filter(x, (0, 7.5, 7.5), mode="nearest")).max() < 1e-12
+
+
+def test_interrupted_generation_resumes_to_the_same_file(cache, tmp_path):
+    path, _, arrays = cache
+    root, copy = _copy(path, tmp_path)
+    with h5py.File(copy, "r+") as f:  # killed during the test set's second block: counter 256, garbage after
+        f["test"].attrs["n_done"] = CHUNK
+        f["test"]["patterns"][CHUNK:] = 7
+    with pytest.raises(ValueError, match="test set unfinished"):
+        open_checked(copy, SPEC)
+    _, stats = generate(dataclasses.replace(SPEC, batch=2 * CHUNK), root, progress=False)
+    assert stats["patterns"] == SPEC.n_test - CHUNK  # only the rest
+    _same(copy, arrays)
+
+
+def test_a_corrupted_chunk_is_detected_and_regenerated(cache, tmp_path):
+    path, _, arrays = cache
+    root, copy = _copy(path, tmp_path)
+    with h5py.File(copy, "r") as f:
+        info = f["test"]["patterns"].id.get_chunk_info(1)  # patterns 256..511
+    with open(copy, "r+b") as fh:
+        fh.seek(info.byte_offset + info.size // 2)
+        fh.write(b"\x00\xff" * 8)
+    with open_checked(copy, SPEC) as f, pytest.raises(OSError):
+        f["test"]["patterns"][:]  # never silently used
+    with pytest.warns(UserWarning, match="fail their checksum"):
+        _, stats = generate(SPEC, root, progress=False)
+    assert stats["patterns"] == SPEC.n_test - CHUNK
+    _same(copy, arrays)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "other parameters"])
+def test_an_unusable_file_is_moved_aside_and_simulated_again(cache, tmp_path, damage):
+    path, _, arrays = cache
+    root, copy = _copy(path, tmp_path)
+    if damage == "truncated":
+        with open(copy, "r+b") as fh:
+            fh.truncate(copy.stat().st_size // 3)
+    else:
+        with h5py.File(copy, "r+") as f:
+            f.attrs["spec"] = f.attrs["spec"].replace('"seed": 0', '"seed": 5')
+    with pytest.warns(UserWarning, match="moved to"):
+        generate(SPEC, root, progress=False)
+    assert copy.with_suffix(".corrupt").exists()
+    _same(copy, arrays)
+
+
+def test_bad_patterns_and_geometry_are_named():
+    good = np.zeros((4, 60, 60), np.uint8)
+    assert check_patterns(good, (60, 60)).shape == (4, 60, 60)
+    with pytest.raises(ValueError, match="patterns are 50x60 pixels, the detector of the dictionary is 60x60"):
+        check_patterns(np.zeros((2, 50, 60)), (60, 60))
+    with pytest.raises(ValueError, match="expected \\(n, H, W\\)"):
+        check_patterns(np.zeros((2, 1, 60, 60)), (60, 60))
+    with pytest.raises(ValueError, match="integers or floats, got dtype <U1"):
+        check_patterns(np.full((1, 60, 60), "a"), (60, 60))
+    with pytest.raises(ValueError, match="integers or floats, got dtype torch.bool"):
+        check_patterns(torch.zeros(1, 60, 60, dtype=torch.bool))
+    nan = np.zeros((3, 60, 60), np.float32)
+    nan[2, 5, 7] = np.nan
+    with pytest.raises(ValueError, match="pattern 2 has a non-finite pixel \\(nan\\) at row 5, column 7"):
+        process_patterns(nan)
+    detector = SPEC.detector()
+    check_detector(detector, SPEC)
+    with pytest.raises(ValueError, match="detector is 30x30 pixels"):
+        check_detector(dataclasses.replace(SPEC, shape=(30, 30)).detector(), SPEC)
+    with pytest.raises(ValueError, match="sample_tilt 60° differs"):
+        check_detector(dataclasses.replace(SPEC, sample_tilt=60.0).detector(), SPEC)
+    with pytest.raises(ValueError, match="projection centre .* is more than 0.01"):
+        check_detector(dataclasses.replace(SPEC, pc=(0.5, 0.213367, 0.500707)).detector(), SPEC)
+    with pytest.raises(ValueError, match="counts must be > 0"):
+        PatternNoise(counts=0)
+
+
+def test_dictionary_indexing_recovers_the_exact_orientation_of_a_noise_free_pattern(cache, mp):
+    from callbacks.ebsd_baselines import dictionary_index
+    from datamodules.ebsd import prepared
+
+    _, _, arrays = cache
+    dictionary = arrays["dictionary"]
+    q = torch.from_numpy(dictionary["quaternions"])
+    rows = torch.tensor([3, 50, 90, 120])
+    s = cubic_symmetry(torch.float64)[torch.tensor([0, 7, 13, 20])]
+    equivalent = quaternion_multiply(s, q[rows])  # the same crystal orientation, another representative
+    patterns = project(mp, SPEC.detector(), equivalent.numpy(), SPEC.energy)
+    xmap, _ = dictionary_index(prepared(patterns), prepared(dictionary["patterns"]), q.numpy(), mp.phase)
+    found = torch.from_numpy(xmap.rotations.data.reshape(-1, 4))
+    assert torch.equal(torch.from_numpy(xmap.simulation_indices.reshape(-1)), rows)
+    assert disorientation(found, equivalent).max() < 1e-6
+    # the identity operator gives kikuchipy's very pattern; the others differ only by the master pattern's
+    # interpolation (its Lambert grid is not invariant under every cube rotation)
+    assert xmap.scores.reshape(-1)[0] > 0.9999 and (xmap.scores.reshape(-1) > 0.99).all()
+
+
+def test_datamodule_batches_real_patterns_and_noise_augmentation(cache, monkeypatch):
+    from datamodules.ebsd import EBSDDataModule
+
+    path, _, _ = cache
+    monkeypatch.setenv("MATDL_DATA_DIR", str(path.parent.parent))
+    (path.parent.parent / "ebsd").mkdir(exist_ok=True)
+    shutil.copy(path, path.parent.parent / "ebsd" / path.name)
+    dm = EBSDDataModule(semi_edge_steps=[7], n_val=40, n_test=SPEC.n_test, train_noise=True, batch_size=32)
+    assert dm.n_features == 60 and dm.path.exists()
+    dm.prepare_data()
+    assert dm.generation["patterns"] == 0  # found, verified, not simulated again
+    dm.setup()
+    x, q = next(iter(dm.train_dataloader()))
+    assert x.shape == (32, 1, 60, 60) and x.dtype == torch.float32 and q.shape == (32, 4)
+    assert x.min() == 0 and x.max() == 1
+    x2, q2 = next(iter(dm.train_dataloader()))
+    assert torch.equal(q, q2) and not torch.equal(x, x2)  # the same patterns, measured afresh
+    xt, qt = next(iter(dm.test_dataloader()))
+    assert xt.shape[0] == min(512, SPEC.n_test)
+    assert torch.allclose(qt.double(), dm.arrays["test"]["quaternions"][:len(qt)])
+    assert dm.real["patterns"].shape == (9, 60, 60) and dm.real["nav_shape"] == (3, 3)
+    assert dm.cleaning_report["sizes"] == {"train": 125, "val": 40, "test": SPEC.n_test}
+    assert dm.cleaning_report["simulated_dictionary_patterns_per_s"] > 0
+    with pytest.raises(ValueError, match="either semi_edge_steps or resolution"):
+        EBSDDataModule(semi_edge_steps=[7], resolution=3.0)
+    assert EBSDDataModule(resolution=4.0).spec.semi_edge_steps == (33,)  # orix: 4° -> N = 33 (11,935 patterns)
+
+
+@pytest.mark.parametrize("representation,outputs", [("euler", 3), ("quaternion", 4), ("rot6d", 6)])
+def test_omnet_structure_shared_trunk_and_one_branch_per_output(representation, outputs):
+    from torch import nn
+
+    from lightning_modules.nets import OMNet
+
+    net = OMNet(60, representation=representation)
+    assert net(torch.rand(5, 1, 60, 60)).shape == (5, outputs) and len(net.branches) == outputs
+    assert sum(isinstance(m, nn.Conv2d) for m in net.trunk) == 8
+    assert sum(isinstance(m, nn.MaxPool2d) for m in net.trunk) == 2
+    path = [m for m in net.trunk if isinstance(m, nn.Linear)] + [m for m in net.branches[0] if isinstance(m, nn.Linear)]
+    assert len(path) == 5  # one shared dense layer + four per branch
+    net.branches[1][0].weight.data.zero_()  # the branches are independent: one branch's weights move one output
+    x = torch.rand(4, 1, 60, 60)
+    net.eval()
+    before = net(x)
+    with torch.no_grad():
+        net.branches[0][-1].bias += 1.0
+    changed = (net(x) - before).abs().amax(0) > 0
+    assert changed.tolist() == [True] + [False] * (outputs - 1)
+    with torch.device("meta"):  # the paper profile's widths, counted without allocating 800 MB
+        paper = OMNet(60, channels=(64, 64, 128, 128, 256, 256, 256, 256), shared_width=3328,
+                      branch_widths=(512, 512, 256))
+    assert sum(p.numel() for p in paper.parameters()) == 200_333_763
+    assert sum(p.numel() for p in paper.branches[0].parameters()) == 2_101_249  # "around 2 million" each
+    with pytest.raises(ValueError, match="at least 4 pixels"):
+        OMNet(3)
