@@ -30,6 +30,7 @@ import os
 import shlex
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 os.environ.setdefault("MLFLOW_TRACKING_URI", "sqlite:///mlruns/mlflow.db")
@@ -77,9 +78,17 @@ def storage_for(url: str, heartbeat: int = 30, tracking_uri: str | None = None) 
     kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
     if url.startswith("sqlite:///"):
         Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
-    return optuna.storages.RDBStorage(
-        url, engine_kwargs=kwargs, heartbeat_interval=heartbeat, grace_period=3 * heartbeat,
-        failed_trial_callback=LostWorkerTrials(tracking_uri or mlflow.get_tracking_uri()))
+    import sqlalchemy.exc
+
+    for attempt in range(5):  # two processes creating the schema of a new database at once: one loses, then reads it
+        try:
+            return optuna.storages.RDBStorage(
+                url, engine_kwargs=kwargs, heartbeat_interval=heartbeat, grace_period=3 * heartbeat,
+                failed_trial_callback=LostWorkerTrials(tracking_uri or mlflow.get_tracking_uri()))
+        except sqlalchemy.exc.IntegrityError:
+            if attempt == 4:
+                raise
+            time.sleep(1 + attempt)
 
 
 class Search:

@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from cli import search_spaces
-from cli.search import Search, main_cli
+from cli.search import Search, main_cli, storage_for
 from cli.train import main as train
 from conftest import search_runs, task_args
 
@@ -109,6 +109,7 @@ def test_a_worker_killed_mid_trial_leaves_a_failed_trial_that_is_retried(workdir
     import time
 
     storage = f"sqlite:///{workdir}/mlruns/optuna.db"
+    storage_for(storage)  # the schema exists before the worker starts (make search's parent makes it too)
     worker = subprocess.Popen(
         [sys.executable, "-m", "cli.search", "--task", "elemnet", "--trials", "1", "--storage", storage,
          "--heartbeat", "1", "--args", _args(workdir, "--trainer.max_epochs=500")],
