@@ -55,8 +55,9 @@ class CrossValidation:
         experiment = self.client.get_experiment_by_name(logger_args.experiment_name)
         self.experiment_id = (experiment.experiment_id if experiment
                               else self.client.create_experiment(logger_args.experiment_name))
-        self.root = Path(probe.config.trainer.default_root_dir) / f"cv-{learner}"
         self.key = hashlib.sha256("\0".join([task, learner, str(folds), *args]).encode()).hexdigest()[:16]
+        # checkpoints of this cross-validation only: another one (other options) never resumes from them
+        self.root = Path(probe.config.trainer.default_root_dir) / f"cv-{learner}-{self.key}"
         self.parent_id = self._parent()
 
     def _parent(self) -> str:

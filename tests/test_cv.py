@@ -48,6 +48,18 @@ def test_folds_nest_under_a_parent_and_a_crashed_cv_resumes(workdir, monkeypatch
     assert abs(sizes.max() - sizes.min()) <= 1
 
 
+def test_cross_validations_with_other_options_keep_their_checkpoints_apart(workdir):
+    """A fold resumes from its own last checkpoint, never from one a cross-validation with other options left."""
+    from cli.cv import CrossValidation
+
+    def cv(*extra):
+        return CrossValidation("elemnet_flla", 3, "net", task_args("elemnet_flla", *extra))
+
+    first, other, again = cv("--trainer.max_epochs=2"), cv("--trainer.max_epochs=3"), cv("--trainer.max_epochs=2")
+    assert first.root != other.root and first.parent_id != other.parent_id
+    assert again.root == first.root and again.parent_id == first.parent_id
+
+
 def test_random_forest_cross_validation(workdir):
     args = task_args("irnet_flla", "--rf.n_estimators=10")
     main(["--task", "irnet_flla", "--folds", "2", "--learner", "rf", "--", *args])
