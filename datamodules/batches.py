@@ -82,3 +82,12 @@ class SplitLoaders:
 
     def predict_dataloader(self):
         return self.test_dataloader()
+
+
+def data_device(datamodule) -> "torch.device":
+    """Where a datamodule with a ``data_device`` hparam (``auto`` | ``cpu``) keeps its tensors: this rank's
+    training device under ``auto`` (the trainer is None when the datamodule is used alone: then the CPU)."""
+    trainer = datamodule.trainer
+    if datamodule.hparams.data_device == "cpu" or trainer is None:
+        return torch.device("cpu")
+    return trainer.strategy.root_device

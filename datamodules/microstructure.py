@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from datamodules.batches import batch_loader
+from datamodules.batches import batch_loader, data_device
 from datamodules.simulate.mve import MVEDatasetSpec, generate, open_checked
 from datamodules.sources.registry import data_dir
 from materials.microstructure import periodic_neighbourhoods
@@ -129,14 +129,8 @@ class MVEDataModule(pl.LightningDataModule):
         keep = max(2, round(self.hparams.train_fraction * len(parts["train"])))  # R² needs two
         parts["train"] = parts["train"][:keep]
         self.arrays = {s: {k: v[np.sort(rows)] for k, v in data.items()} for s, rows in parts.items()}
-        device = self._data_device()
+        device = data_device(self)
         self.datasets = {s: self._dataset(self.arrays[s]).to(device) for s in SPLITS}
-
-    def _data_device(self) -> torch.device:
-        trainer = self.trainer  # set by Lightning (None when the datamodule is used alone)
-        if self.hparams.data_device == "cpu" or trainer is None:
-            return torch.device("cpu")
-        return trainer.strategy.root_device  # this rank's device under DDP
 
     def _dataset(self, arrays: dict[str, np.ndarray]) -> Dataset:
         raise NotImplementedError

@@ -24,7 +24,7 @@ import lightning.pytorch as pl
 import numpy as np
 import torch
 
-from datamodules.batches import SplitLoaders, TensorRows
+from datamodules.batches import SplitLoaders, TensorRows, data_device
 from datamodules.simulate.xrd import CLASS_NAMES, XRDDatasetSpec, generate, open_checked, verify
 from datamodules.sources.registry import data_dir
 from materials.xrd_background import INPUTS, background, background_removed
@@ -327,7 +327,7 @@ class XRDFramesDataModule(SplitLoaders, pl.LightningDataModule):
         self.splits = {s: self._tensors(a, train=s == "train") for s, a in self.arrays.items()}
 
     def _tensors(self, arrays: dict, train: bool = False) -> TensorRows:
-        device = self._data_device()
+        device = data_device(self)
         tensors = [torch.from_numpy(arrays[k]).to(device) for k in ("frames", "composition", "label")]
         if train and self.hparams.augment:
             axis = -1 if self.instrument.frames[0].axis == "vertical" else -2  # the columns / rows across the plane
@@ -346,9 +346,3 @@ class XRDFramesDataModule(SplitLoaders, pl.LightningDataModule):
             self._write_background()
         self.arrays["test"] = self._split_arrays(self._data, self.parts["test"], kind, self._source)
         self.splits["test"] = self._tensors(self.arrays["test"])
-
-    def _data_device(self) -> torch.device:
-        trainer = self.trainer
-        if self.hparams.data_device == "cpu" or trainer is None:
-            return torch.device("cpu")
-        return trainer.strategy.root_device
