@@ -34,6 +34,7 @@ help:
 	@echo "make bench-ebsd [CKPT=<ckpt>]     OMNet vs dictionary indexing: disorientation, patterns/s; disorientation loss pairs/s"
 	@echo "make bench-xrd                    2048^2 diffraction frames/s: MF/CS background removal (scipy, torch), PADNet inference, simulator"
 	@echo "make reproduce TABLE=padnet [TASK=padnet_nist] [FOLDS=10] [OPTS='--filters frozen'] [ARGS=...]"
+	@echo "make reproduce TABLE=search [TASK=irnet] [OPTS='--seeds 0 1 2']   the task's net vs its study's best trial"
 	@echo "                                  a published table as Markdown + MLflow (padnet: Fig. 7.7, train x test input x filters)"
 	@echo "make bench-mve                    elasticity solver: 51^3 elements/s at contrast 50, CG iterations (CPU, GPU)"
 	@echo "tasks: $(TASKS)"

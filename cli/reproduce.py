@@ -10,6 +10,9 @@ Tables:
 
 - ``padnet``: Figure 7.7, PADNet's k-fold accuracy for every train input (I, I-MF, I-CS) × test
   input × frozen or trainable slope filters (``--task padnet_nist`` for the NIST preset).
+- ``search``: does the architecture search pay? The task's own net (default ``irnet``: IRNet-17)
+  against the best trial of its Optuna study, same budget and split, over ``--seeds``
+  (:mod:`cli.search_pays`).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import platform
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 os.environ.setdefault("MLFLOW_TRACKING_URI", "sqlite:///mlruns/mlflow.db")
@@ -121,7 +125,42 @@ def padnet_figure_7_7(opts: argparse.Namespace, extra: list[str], cells: Cells) 
     return "\n".join(lines) + "\n"
 
 
-TABLES: dict[str, Callable[[argparse.Namespace, list[str], Cells], str]] = {"padnet": padnet_figure_7_7}
+def padnet_key(opts: argparse.Namespace, extra: list[str]) -> list[str]:
+    return [opts.task, str(opts.folds), *opts.train_inputs, *opts.filters, *extra]
+
+
+def padnet_probe(opts: argparse.Namespace, extra: list[str]) -> list[str]:
+    from cli.cv import fold_args
+
+    if opts.folds < 2:
+        raise SystemExit(f"--folds must be at least 2, not {opts.folds}")
+    return fold_args(task_configs(opts.task) + extra, opts.folds, 0)
+
+
+def search_table(opts: argparse.Namespace, extra: list[str], cells: Cells) -> str:
+    from cli.search_pays import search_pays
+
+    return search_pays(opts, extra, cells, task_configs)
+
+
+def search_key(opts: argparse.Namespace, extra: list[str]) -> list[str]:
+    from cli.search_pays import key_parts
+
+    return key_parts(opts, extra)
+
+
+@dataclass(frozen=True)
+class Table:
+    build: Callable[[argparse.Namespace, list[str], Cells], str]
+    default_task: str
+    key: Callable[[argparse.Namespace, list[str]], list[str]]  # what identifies a reproduction (resume key)
+    probe: Callable[[argparse.Namespace, list[str]], list[str]]  # training args validated before any cell runs
+
+
+TABLES: dict[str, Table] = {
+    "padnet": Table(padnet_figure_7_7, "padnet", padnet_key, padnet_probe),
+    "search": Table(search_table, "irnet", search_key, lambda opts, extra: task_configs(opts.task) + extra),
+}
 
 
 def hardware() -> str:
@@ -135,26 +174,27 @@ def hardware() -> str:
 def main(argv: list[str] | None = None) -> str:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("table", choices=sorted(TABLES))
-    ap.add_argument("--task", default="padnet", help="padnet (SLAC) or padnet_nist")
-    ap.add_argument("--folds", type=int, default=10)
+    ap.add_argument("--task", default=None, help="padnet: padnet (SLAC, default) or padnet_nist; search: irnet (default)")
+    ap.add_argument("--folds", type=int, default=10, help="padnet: stratified folds")
     ap.add_argument("--train-inputs", dest="train_inputs", nargs="+", default=["I", "I-MF", "I-CS"])
     ap.add_argument("--filters", nargs="+", default=["frozen", "trainable"], choices=["frozen", "trainable"])
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="search: training seeds per model")
+    ap.add_argument("--study", default=None, help="search: the Optuna study (default: the task)")
+    ap.add_argument("--storage", default="sqlite:///mlruns/optuna.db", help="search: the study's RDB")
     ap.add_argument("--output", default=None, help="Markdown file (default outputs/reproduce/<table>-<task>.md)")
     ap.epilog = "after --: the task's config options, as for make train"
     argv = list(sys.argv[1:] if argv is None else argv)
     split = argv.index("--") if "--" in argv else len(argv)
     opts, extra = ap.parse_args(argv[:split]), argv[split + 1:]
-    if opts.folds < 2:
-        raise SystemExit(f"--folds must be at least 2, not {opts.folds}")
-    from cli.cv import fold_args
+    table = TABLES[opts.table]
+    opts.task = opts.task or table.default_task
     from cli.train import build
 
-    probe = build(fold_args(task_configs(opts.task) + extra, opts.folds, 0))  # validates the options first
-    cells = Cells(opts.table, [opts.task, str(opts.folds), *opts.train_inputs, *opts.filters, *extra],
-                  probe.config.trainer.logger.init_args.tracking_uri)
+    probe = build(table.probe(opts, extra))  # validates the options before any cell trains
+    cells = Cells(opts.table, table.key(opts, extra), probe.config.trainer.logger.init_args.tracking_uri)
     start = time.perf_counter()
     try:
-        body = TABLES[opts.table](opts, extra, cells)
+        body = table.build(opts, extra, cells)
     except BaseException:
         cells.client.set_terminated(cells.parent_id, "FAILED")
         raise

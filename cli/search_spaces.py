@@ -3,7 +3,7 @@
 Each function asks the trial for values and returns config overrides as
 ``{"dotted.config.key": value}``, the same keys ``make train ARGS=...`` takes.
 A task gets the space of the net its config builds (``space_for``), so every
-task that trains an ElemNet, IRNet, CGCNN or one of the microstructure CNNs can
+task that trains an ElemNet, IRNet, Roost, CGCNN or one of the microstructure CNNs can
 be searched. The MLP spaces follow how the authors searched by hand (diss.
 3.2.2-3.2.3, 4.4): depth and widths stack by stack, dropout where widths change,
 shortcut kind, learning rate and batch size; the CNN spaces draw convolution
@@ -52,6 +52,20 @@ def irnet(trial: optuna.Trial) -> dict:
     }
 
 
+def roost(trial: optuna.Trial) -> dict:
+    """The set model: node width, message-passing depth, heads, MLP width, the output head's depth."""
+    head = [1024, 512, 256, 128, 64]
+    return {
+        f"{NET}.width": trial.suggest_categorical("width", [32, 64, 128]),
+        f"{NET}.n_layers": trial.suggest_int("n_layers", 1, 5),
+        f"{NET}.heads": trial.suggest_int("heads", 1, 4),
+        f"{NET}.hidden": trial.suggest_categorical("hidden", [128, 256, 512]),
+        f"{NET}.head": head[trial.suggest_int("head_skip", 0, 3):],
+        LR: trial.suggest_float("lr", 1e-4, 3e-3, log=True),
+        BATCH: trial.suggest_categorical("batch_size", [128, 256, 512]),
+    }
+
+
 def cgcnn(trial: optuna.Trial) -> dict:
     return {
         f"{NET}.atom_width": trial.suggest_categorical("atom_width", [32, 64, 128]),
@@ -89,7 +103,7 @@ def localization_cnn(trial: optuna.Trial) -> dict:
 
 
 SPACES: dict[str, Callable[[optuna.Trial], dict]] = {
-    "ElemNet": elemnet, "IRNet": irnet, "CGCNN": cgcnn,
+    "ElemNet": elemnet, "IRNet": irnet, "Roost": roost, "CGCNN": cgcnn,
     "HomogenizationCNN": homogenization_cnn, "LocalizationCNN": localization_cnn,
 }
 TASKS = Path(__file__).resolve().parents[1] / "configs" / "tasks"

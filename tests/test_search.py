@@ -158,3 +158,41 @@ def test_trials_over_the_parameter_budget_are_pruned_before_they_train(workdir):
     # "task": the budget is the task's own net (ElemNet, Table 3.1)
     assert Search("elemnet", _args(workdir).split(), "budget", storage, max_params="task").max_params == \
         n_parameters(base_args("elemnet", _args(workdir).split())) == 4_631_361
+
+
+def test_reproduce_search_trains_the_task_net_beside_the_best_trial_and_resumes(workdir):
+    from cli.reproduce import main as reproduce
+
+    storage = f"sqlite:///{workdir}/mlruns/optuna.db"
+    opts = ["search", "--task", "elemnet", "--storage", storage, "--seeds", "0", "1", "--output", str(workdir / "s.md")]
+    train_args = _args(workdir, "--trainer.max_epochs=1").split()
+    with pytest.raises(SystemExit, match="make search TASK=elemnet"):
+        reproduce(opts + ["--", *train_args])  # no study yet: says how to make one
+    main_cli(["--task", "elemnet", "--trials", "2", "--storage", storage, "--args", _args(workdir)])
+    text = reproduce(opts + ["--", *train_args])
+    study = _study(workdir)
+    assert f"| search: trial {study.best_trial.number} |" in text and "| elemnet as published" in text
+    assert "Verdict: the searched net" in text and "2 trials" in text and (workdir / "s.md").read_text() == text
+    runs = search_runs(workdir, "reproduce")
+    cells = runs[runs["tags.reproduce.cell"].notna()]
+    assert sorted(cells["tags.reproduce.cell"]) == ["paper-seed0", "paper-seed1", "searched-seed0", "searched-seed1"]
+    assert (cells.status == "FINISHED").all() and cells["metrics.test/mae"].notna().all()
+    sizes = cells.set_index("tags.reproduce.cell")["metrics.n_parameters"]
+    assert sizes["paper-seed0"] == sizes["paper-seed1"] != sizes["searched-seed0"]
+    started = cells["start_time"].max()
+    reproduce(opts + ["--", *train_args])  # resumed: every cell read back, none retrained
+    runs = search_runs(workdir, "reproduce")
+    assert runs[runs["tags.reproduce.cell"].notna()]["start_time"].max() == started
+
+
+@pytest.mark.parametrize("task", ["elemnet", "irnet", "roost", "cgcnn", "homogenization", "localization"])
+def test_every_search_space_draws_options_its_task_builds(task, workdir):
+    from cli.search import base_args
+    from cli.train import build
+
+    space = search_spaces.space_for(task)
+    for seed in range(3):
+        trial = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed)).ask()
+        overrides = space(trial)
+        cli = build(task_args(task)[:4] + base_args(task, [])[4:] + search_spaces.as_args(overrides))
+        assert cli.datamodule.hparams.batch_size == overrides[search_spaces.BATCH]

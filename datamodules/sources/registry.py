@@ -135,6 +135,13 @@ DATASETS: dict[str, dict[str, DataFile]] = {
                                        "f7a18c91fe5dcd51012e5b7e3a37f73aaee9087a036d61bdf9d6464b6fca51a6")},
 }
 
+#: element embedding tables (one row of numbers per element symbol), for nets that embed elements
+ELEMENT_TABLES: dict[str, DataFile] = {
+    # Tshitoyan et al., Nature 571, 95 (2019): 200-d word embeddings of the element names (as CrabNet uses them)
+    "mat2vec": DataFile(CRABNET, "crabnet/data/element_properties/mat2vec.csv",
+                        "5dcde1a0fe13040af99dbcb7b3d73eb022ffd085e7f598dce70844d0af83b137"),
+}
+
 #: the registered datasets of crystal structures (the rest are compositions)
 STRUCTURE_DATASETS = ("flla_2015", "dielectric_constant", "elastic_tensor")
 
@@ -217,5 +224,6 @@ def dataset_files(name: str) -> dict[str, Path]:
 
 
 def fetch_all() -> dict[str, dict[str, Path]]:
-    """Fetch and verify every registered dataset (``make data``)."""
-    return {name: dataset_files(name) for name in DATASETS}
+    """Fetch and verify every registered dataset and element table (``make data``)."""
+    return {**{name: dataset_files(name) for name in DATASETS},
+            **{f"element_table:{name}": {"all": data_file(entry)} for name, entry in ELEMENT_TABLES.items()}}

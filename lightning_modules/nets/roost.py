@@ -1,0 +1,157 @@
+"""Roost: a composition read as a set of elements, with fraction-weighted soft attention.
+
+Goodall & Lee, "Predicting materials properties without crystal structure: deep representation
+learning from stoichiometry", Nat. Commun. 11, 6280 (2020). Each element of a composition is a node
+with an element embedding (here mat2vec, Tshitoyan et al. 2019, from the ``crabnet`` wheel, or
+learned from scratch) and its fraction; every node attends to every node of its composition
+(itself included) with *weighted* soft attention,
+
+    a_ij = w_j^p exp(e_ij) / sum_k w_k^p exp(e_ik),   e_ij = gate([h_i, h_j]),
+
+so an element present in a small amount contributes little (p is learned per head); node updates
+are residual and averaged over heads; a weighted attention pooling of the nodes (again over heads)
+gives the composition's vector, and a residual MLP the property.
+
+Sizes follow the paper's defaults: 64-wide nodes, 3 message-passing layers of 3 heads with
+256-wide gate and message MLPs, 3 pooling heads, output MLP 1024-512-256-128-64.
+
+This implementation is our own and dense: the compositions of a batch are padded to the batch's
+largest element count k (OQMD: k <= 7), so attention is a masked softmax over a (batch, k, k)
+tensor instead of a scatter over an edge list. The input is the same 86-element fraction vector
+ElemNet reads (``features: fractions``), so the data pipeline is ElemNet's; the set is extracted
+in :meth:`Roost.as_set`, and :meth:`Roost.forward_set` is invariant to the order of the elements.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch import nn
+
+from materials.elements import N_ELEMENTS
+
+
+def _mlp(widths: list[int]) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
+        layers.append(nn.Linear(a, b))
+        if i < len(widths) - 2:
+            layers.append(nn.SiLU())
+    return nn.Sequential(*layers)
+
+
+def weighted_softmax(logits: torch.Tensor, weights: torch.Tensor, power: torch.Tensor,
+                     mask: torch.Tensor) -> torch.Tensor:
+    """softmax over the last axis of ``logits + power · log(weights)``, padded positions excluded.
+
+    ``logits`` (..., k, heads), ``weights`` and ``mask`` broadcastable to (..., k, 1), ``power`` (heads,)."""
+    scores = logits + power * weights.clamp_min(1e-12).log()
+    scores = scores.masked_fill(~mask, float("-inf"))
+    return torch.softmax(scores, dim=-2)
+
+
+class WeightedAttentionLayer(nn.Module):
+    """One message-passing layer: every node gathers heads × (weighted attention · message)."""
+
+    def __init__(self, width: int, heads: int, hidden: int):
+        super().__init__()
+        self.heads, self.width = heads, width
+        self.gate = _mlp([2 * width, hidden, heads])
+        self.message = _mlp([2 * width, hidden, heads * width])
+        self.power = nn.Parameter(torch.ones(heads))
+
+    def forward(self, h: torch.Tensor, weights: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        b, k, d = h.shape
+        pairs = torch.cat([h.unsqueeze(2).expand(b, k, k, d), h.unsqueeze(1).expand(b, k, k, d)], dim=-1)
+        attention = weighted_softmax(self.gate(pairs), weights[:, None, :, None], self.power, mask[:, None, :, None])
+        messages = self.message(pairs).view(b, k, k, self.heads, d)
+        update = (attention.unsqueeze(-1) * messages).sum(dim=2).mean(dim=2)  # over neighbours j, then heads
+        return h + update
+
+
+class WeightedAttentionPooling(nn.Module):
+    """The composition's vector: heads × weighted attention over its nodes, averaged."""
+
+    def __init__(self, width: int, heads: int, hidden: int):
+        super().__init__()
+        self.heads, self.width = heads, width
+        self.gate = _mlp([width, hidden, heads])
+        self.message = _mlp([width, hidden, heads * width])
+        self.power = nn.Parameter(torch.ones(heads))
+
+    def forward(self, h: torch.Tensor, weights: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        b, k, d = h.shape
+        attention = weighted_softmax(self.gate(h), weights[..., None], self.power, mask[..., None])
+        messages = self.message(h).view(b, k, self.heads, d)
+        return (attention.unsqueeze(-1) * messages).sum(dim=1).mean(dim=1)
+
+
+class ResidualHead(nn.Module):
+    """Output MLP with a shortcut around every layer (a projection where the width changes)."""
+
+    def __init__(self, width: int, hidden: list[int]):
+        super().__init__()
+        widths = [width, *hidden]
+        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(widths[:-1], widths[1:]))
+        self.shortcuts = nn.ModuleList(nn.Identity() if a == b else nn.Linear(a, b, bias=False)
+                                       for a, b in zip(widths[:-1], widths[1:]))
+        self.out = nn.Linear(widths[-1], 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for layer, shortcut in zip(self.layers, self.shortcuts):
+            x = torch.nn.functional.silu(layer(x)) + shortcut(x)
+        return self.out(x)
+
+
+class Roost(nn.Module):
+    """Roost on an (n, 86) element-fraction vector; returns (n, 1).
+
+    Args:
+        n_features: input width (linked from the data: the 86 ElemNet elements).
+        element_embedding: ``mat2vec`` (200-d, from the ``crabnet`` wheel; fine-tuned) or ``learned``.
+        width: node width (the paper's 64; the fraction is one of its channels).
+        n_layers, heads, hidden: message passing (3 layers × 3 heads, 256-wide MLPs).
+        pool_heads: heads of the weighted attention pooling.
+        head: widths of the residual output MLP.
+    """
+
+    def __init__(self, n_features: int = N_ELEMENTS, element_embedding: Literal["mat2vec", "learned"] = "mat2vec",
+                 width: int = 64, n_layers: int = 3, heads: int = 3, hidden: int = 256, pool_heads: int = 3,
+                 head: list[int] | tuple[int, ...] = (1024, 512, 256, 128, 64)):
+        super().__init__()
+        if n_features != N_ELEMENTS:
+            raise ValueError(f"Roost reads the {N_ELEMENTS}-element fraction vector (data features: fractions), "
+                             f"not {n_features} features")
+        if element_embedding == "mat2vec":
+            from datamodules.sources.element_tables import element_table
+
+            table = torch.from_numpy(element_table("mat2vec"))
+            self.embedding = nn.Embedding.from_pretrained(table, freeze=False)
+        elif element_embedding == "learned":
+            self.embedding = nn.Embedding(N_ELEMENTS, 200)
+        else:
+            raise ValueError(f"element_embedding {element_embedding!r}: use 'mat2vec' or 'learned'")
+        self.project = nn.Linear(self.embedding.embedding_dim, width - 1)
+        self.layers = nn.ModuleList(WeightedAttentionLayer(width, heads, hidden) for _ in range(n_layers))
+        self.pool = WeightedAttentionPooling(width, pool_heads, hidden)
+        self.head = ResidualHead(width, list(head))
+
+    @staticmethod
+    def as_set(fractions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(elements, weights, mask), each (n, k): the non-zero entries of each row, padded to the batch's
+        largest element count k (padding: weight 0, mask False)."""
+        k = max(int((fractions > 0).sum(dim=1).max()), 1)
+        weights, elements = fractions.topk(k, dim=1)
+        mask = weights > 0
+        return elements, weights * mask, mask
+
+    def forward_set(self, elements: torch.Tensor, weights: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        weights = weights / weights.sum(dim=1, keepdim=True).clamp_min(1e-12)  # Fe4O6 is Fe2O3
+        h = torch.cat([self.project(self.embedding(elements)), weights.unsqueeze(-1)], dim=-1)
+        for layer in self.layers:
+            h = layer(h, weights, mask)
+        return self.head(self.pool(h, weights, mask))
+
+    def forward(self, fractions: torch.Tensor) -> torch.Tensor:
+        return self.forward_set(*self.as_set(fractions))

@@ -1,0 +1,67 @@
+"""Roost (Goodall & Lee 2020): a composition as a weighted set of elements."""
+
+import numpy as np
+import pytest
+import torch
+
+from datamodules.sources.element_tables import element_table
+from lightning_modules.nets import Roost
+from materials.composition import parse_compositions
+from materials.elements import ELEMENT_INDEX
+
+
+@pytest.fixture(scope="module")
+def net():
+    torch.manual_seed(0)
+    return Roost().eval()
+
+
+def _fractions(*formulas):
+    return torch.from_numpy(parse_compositions(list(formulas)).fractions).float()
+
+
+def test_element_order_does_not_change_the_prediction(net):
+    x = _fractions("LiFePO4", "NaCl", "Ba2YCu3O7", "Fe")
+    elements, weights, mask = Roost.as_set(x)
+    reference = net.forward_set(elements, weights, mask)
+    for seed in range(5):
+        order = torch.randperm(elements.shape[1], generator=torch.Generator().manual_seed(seed))
+        shuffled = net.forward_set(elements[:, order], weights[:, order], mask[:, order])
+        torch.testing.assert_close(shuffled, reference, rtol=1e-5, atol=1e-6)
+    # and the formula's own order: the same composition written two ways
+    torch.testing.assert_close(net(_fractions("OFe", "O4PFeLi")), net(_fractions("FeO", "LiFePO4")))
+
+
+def test_scaling_the_formula_does_not_change_the_prediction(net):
+    torch.testing.assert_close(net(_fractions("Fe4O6", "Na2Cl2")), net(_fractions("Fe2O3", "NaCl")))
+    elements, weights, mask = Roost.as_set(_fractions("Fe2O3"))
+    torch.testing.assert_close(net.forward_set(elements, 7 * weights, mask), net.forward_set(elements, weights, mask))
+
+
+def test_padding_does_not_leak_into_a_composition(net):
+    """A composition predicts the same alone and in a batch padded to a five-element neighbour."""
+    alone = net(_fractions("NaCl"))
+    batched = net(_fractions("NaCl", "Ba2YCu3O7Sr"))[:1]
+    torch.testing.assert_close(batched, alone, rtol=1e-5, atol=1e-6)
+
+
+def test_mat2vec_rows_follow_the_elemnet_element_order():
+    table = element_table("mat2vec")
+    assert table.shape == (86, 200) and np.isfinite(table).all()
+    # distinct elements have distinct embeddings, and the table is the one the net starts from
+    assert not np.allclose(table[ELEMENT_INDEX["Fe"]], table[ELEMENT_INDEX["Co"]])
+    net = Roost()
+    np.testing.assert_array_equal(net.embedding.weight.detach().numpy(), table)
+
+
+def test_roost_refuses_magpie_features():
+    with pytest.raises(ValueError, match="features: fractions"):
+        Roost(n_features=145)
+
+
+def test_gradients_reach_the_embeddings_and_the_attention_powers(net):
+    net = Roost().train()
+    net(_fractions("LiFePO4", "NaCl")).sum().backward()
+    assert net.embedding.weight.grad[ELEMENT_INDEX["Li"]].abs().sum() > 0
+    assert net.embedding.weight.grad[ELEMENT_INDEX["Xe"]].abs().sum() == 0  # absent elements get nothing
+    assert all(layer.power.grad is not None and torch.isfinite(layer.power.grad).all() for layer in net.layers)
