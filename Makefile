@@ -14,7 +14,7 @@ TASK_CONFIGS = --config configs/defaults.yaml --config configs/tasks/$(TASK).yam
 export MLFLOW_TRACKING_URI ?= sqlite:///mlruns/mlflow.db
 export PYTHONUNBUFFERED = 1
 
-.PHONY: help setup postgresql data lock test train predict baseline bench ui server clean check-task search screen bench-screen bench-mve cv bench-crystal bench-ebsd bench-xrd reproduce
+.PHONY: help setup postgresql data lock test train predict baseline bench ui server clean check-task search screen bench-screen bench-mve cv bench-crystal bench-ebsd bench-xrd reproduce analyze
 
 help:
 	@echo "make setup                        create .venv, install pinned dependencies, fetch + verify datasets"
@@ -35,6 +35,10 @@ help:
 	@echo "make bench-xrd                    2048^2 diffraction frames/s: MF/CS background removal (scipy, torch), PADNet inference, simulator"
 	@echo "make reproduce TABLE=padnet [TASK=padnet_nist] [FOLDS=10] [OPTS='--filters frozen'] [ARGS=...]"
 	@echo "make reproduce TABLE=search [TASK=irnet] [OPTS='--seeds 0 1 2']   the task's net vs its study's best trial"
+	@echo "make reproduce TABLE=crabnet [PROFILE=paper] [OPTS='--tasks elemnet irnet roost']   composition nets on the CrabNet split"
+	@echo "make analyze TASK=elemnet CKPT=a.ckpt[,transfer=b.ckpt] [ARGS='--layers 1,4,16 --samples 4000']   what the layers learned"
+	@echo "make reproduce TABLE=sweep [FOLDS=10] [OPTS='--fractions 0.1 0.5 1']   Fig. 5.3: scratch vs transfer by training size"
+	@echo "make reproduce TABLE=transfer [FOLDS=10] [OPTS='--tasks elemnet_transfer']   Table 5.2 on SSUB: scratch / applied / transfer"
 	@echo "                                  a published table as Markdown + MLflow (padnet: Fig. 7.7, train x test input x filters)"
 	@echo "make bench-mve                    elasticity solver: 51^3 elements/s at contrast 50, CG iterations (CPU, GPU)"
 	@echo "tasks: $(TASKS)"
@@ -134,9 +138,13 @@ bench-ebsd:
 bench-xrd:
 	$(PY) -m cli.bench_xrd $(ARGS)
 
+# make analyze TASK=elemnet CKPT=a.ckpt[,transfer=b.ckpt]: PCA of hidden activations, metal AUC per layer
+analyze:
+	$(PY) -m cli.analyze --task $(or $(TASK),elemnet) --model "$(CKPT)" $(ARGS)
+
 # make reproduce TABLE=<name>: cli/reproduce.py's registry. TASK and FOLDS pass through only when given.
 TABLE ?= padnet
 OPTS  ?=
 reproduce:
 	$(PY) -m cli.reproduce $(TABLE) $(if $(filter command line,$(origin TASK)),--task $(TASK)) \
-	  $(if $(filter command line,$(origin FOLDS)),--folds $(FOLDS)) $(OPTS) -- $(ARGS)
+	  $(if $(filter command line,$(origin FOLDS)),--folds $(FOLDS)) $(if $(PROFILE),--profile $(PROFILE)) $(OPTS) -- $(ARGS)

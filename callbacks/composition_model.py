@@ -44,13 +44,21 @@ def load_composition_model(checkpoint: str | Path) -> tuple[PropertyRegressor, C
 def predict_formulas(module: PropertyRegressor, datamodule: CompositionDataModule, formulas,
                      skip_bad: bool = False, source: str = "<input>", first_row: int = 2,
                      batch_size: int = 65536) -> pd.DataFrame:
-    """A table of formula, prediction (NaN for rows skipped as bad)."""
+    """A table of formula, prediction (NaN for rows skipped as bad), and ``std`` when the model was trained
+    with uncertainty (MC dropout or an ensemble)."""
     formulas = list(formulas)
     x, parsed = datamodule.featurize_formulas(formulas, skip_bad=skip_bad, source=source, first_row=first_row)
-    preds = torch.cat([module(chunk).squeeze(1) for chunk in x.split(batch_size)]) if len(x) else torch.empty(0)
-    out = np.full(len(formulas), np.nan, dtype=np.float64)
-    out[parsed.ok] = preds.double().numpy()
-    return pd.DataFrame({"formula": formulas, "prediction": out})
+    outputs = [module.predict_with_std(chunk) for chunk in x.split(batch_size)]
+    table = pd.DataFrame({"formula": formulas})
+    columns = {"prediction": [mean for mean, _ in outputs]}
+    if module.hparams.get("uncertainty", "none") != "none":
+        columns["std"] = [std for _, std in outputs]
+    for name, chunks in columns.items():
+        out = np.full(len(formulas), np.nan, dtype=np.float64)
+        if chunks:
+            out[parsed.ok] = torch.cat(chunks).squeeze(1).double().numpy()
+        table[name] = out
+    return table
 
 
 class CompositionPyfunc(mlflow.pyfunc.PythonModel):
@@ -66,7 +74,10 @@ class CompositionPyfunc(mlflow.pyfunc.PythonModel):
             formulas = model_input["formula"].tolist()
         else:
             formulas = list(model_input)
-        return predict_formulas(self.module, self.datamodule, formulas)["prediction"].to_numpy()
+        table = predict_formulas(self.module, self.datamodule, formulas)
+        if "std" in table:  # a model with uncertainty: prediction and standard deviation
+            return table[["prediction", "std"]]
+        return table["prediction"].to_numpy()
 
 
 class LogCompositionModel(pl.Callback):

@@ -69,11 +69,13 @@ class MLflowRunInfo(pl.Callback):
         n_params = sum(p.numel() for p in pl_module.parameters())
         client.log_param(run_id, "n_parameters", n_params)
         client.set_tag(run_id, "net", type(getattr(pl_module, "net", pl_module)).__name__)
+        if getattr(pl_module, "transferred_from", None):  # transfer learning: where the initial weights came from
+            client.set_tag(run_id, "transfer.source", pl_module.transferred_from)
         report = getattr(trainer.datamodule, "cleaning_report", None)
         if report:
             log_text_artifact(trainer, json.dumps(report, indent=2, default=str), "cleaning_report.json")
             for key in ("rows_read", "dropped_bad_rows", "dropped_single_element",
-                        "dropped_duplicate_composition", "dropped_outlier"):
+                        "dropped_duplicate_composition", "dropped_outlier", "train_subsampled_to"):
                 if key in report:
                     client.log_param(run_id, f"data/{key}", report[key])
             for split, size in report.get("sizes", {}).items():

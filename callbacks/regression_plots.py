@@ -1,4 +1,5 @@
-"""Parity plot and cumulative error distribution of the test set (diss. Fig. 3.4)."""
+"""Parity plot and cumulative error distribution of the test set (diss. Fig. 3.4); with a predictive
+standard deviation, the calibration plot (observed against expected coverage of central intervals)."""
 
 from __future__ import annotations
 
@@ -49,16 +50,44 @@ def parity_and_cdf(pred: np.ndarray, true: np.ndarray, out_dir: Path, unit: str 
     return [parity, cdf]
 
 
+def calibration_plot(pred: np.ndarray, std: np.ndarray, true: np.ndarray, out_dir: Path) -> Path:
+    """``calibration.png``: observed coverage of the central intervals mean ± z·std against the expected."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import torch
+
+    from lightning_modules.uncertainty import calibration_curve
+
+    expected, observed = (a.numpy() for a in calibration_curve(*(torch.from_numpy(a) for a in (pred, std, true))))
+    fig, ax = plt.subplots(figsize=(4.5, 4.5))
+    ax.plot([0, 1], [0, 1], "k--", lw=1, label="calibrated")
+    ax.plot(expected, observed, "o-", label=f"test (mean std {std.mean():.3f})")
+    ax.fill_between(expected, expected, observed, alpha=0.2)
+    ax.set(xlabel="expected coverage of the central interval", ylabel="observed coverage", xlim=(0, 1), ylim=(0, 1),
+           title="calibration (below the diagonal: overconfident)")
+    ax.legend(loc="upper left")
+    fig.tight_layout()
+    path = out_dir / "calibration.png"
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
 class RegressionPlots(pl.Callback):
-    """After testing, log the parity plot and error CDF as MLflow artifacts."""
+    """After testing, log the parity plot and error CDF (and calibration plot) as MLflow artifacts."""
 
     def on_test_end(self, trainer, pl_module):
         outputs = getattr(pl_module, "last_test_outputs", None)
         logger = mlflow_logger(trainer)
         if outputs is None or logger is None or trainer.global_rank != 0:
             return
-        pred, true = (t.numpy() for t in outputs)
+        pred, true = (t.numpy() for t in outputs[:2])
         with tempfile.TemporaryDirectory() as tmp:
             unit = getattr(trainer.datamodule, "target_unit", "eV/atom")
-            for path in parity_and_cdf(pred, true, Path(tmp), unit=unit):
+            paths = parity_and_cdf(pred, true, Path(tmp), unit=unit)
+            if len(outputs) > 2:  # a predictive standard deviation
+                paths.append(calibration_plot(pred, outputs[2].numpy(), true, Path(tmp)))
+            for path in paths:
                 logger.experiment.log_artifact(logger.run_id, str(path), "plots")

@@ -37,18 +37,25 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     ap.add_argument("--skip_bad_rows", action="store_true", help="write NaN for bad formulas instead of stopping")
     args = ap.parse_args(argv)
     table = read_formulas(args.input)
+    std = None
     if "://" in args.model or args.model.startswith(("runs:/", "models:/")):
         import mlflow.pyfunc
 
         preds = mlflow.pyfunc.load_model(args.model).predict(table[["formula"]])
+        if isinstance(preds, pd.DataFrame):  # a model with uncertainty: prediction and std
+            std, preds = preds["std"].to_numpy(), preds["prediction"].to_numpy()
     else:
         from callbacks.composition_model import load_composition_model, predict_formulas
 
         module, datamodule = load_composition_model(args.model)
         first_row = 2 if args.input.suffix == ".csv" else 1  # below the CSV header, or line 1 of a list
-        preds = predict_formulas(module, datamodule, table["formula"], skip_bad=args.skip_bad_rows,
-                                 source=str(args.input), first_row=first_row)["prediction"].to_numpy()
+        out = predict_formulas(module, datamodule, table["formula"], skip_bad=args.skip_bad_rows,
+                               source=str(args.input), first_row=first_row)
+        preds = out["prediction"].to_numpy()
+        std = out["std"].to_numpy() if "std" in out else None
     table["prediction"] = preds
+    if std is not None:
+        table["std"] = std
     output = args.output or args.input.with_suffix(".predictions.csv")
     table.to_csv(output, index=False)
     print(f"wrote {len(table)} predictions to {output}", file=sys.stderr)

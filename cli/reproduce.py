@@ -10,6 +10,11 @@ Tables:
 
 - ``padnet``: Figure 7.7, PADNet's k-fold accuracy for every train input (I, I-MF, I-CS) × test
   input × frozen or trainable slope filters (``--task padnet_nist`` for the NIST preset).
+- ``crabnet``: ElemNet, IRNet and Roost (``--tasks``) on the CrabNet OQMD split over ``--seeds``,
+  beside the published test MAEs (:mod:`cli.crabnet_table`).
+- ``sweep``: Figure 5.3, scratch and transfer against the training-set fraction (``--fractions``).
+- ``transfer``: Table 5.2 on SSUB: scratch, OQMD-SC applied and transfer over ``--folds`` folds for
+  ElemNet and Roost (:mod:`cli.transfer_table`).
 - ``search``: does the architecture search pay? The task's own net (default ``irnet``: IRNet-17)
   against the best trial of its Optuna study, same budget and split, over ``--seeds``
   (:mod:`cli.search_pays`).
@@ -35,8 +40,14 @@ import numpy as np  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 
 
-def task_configs(task: str) -> list[str]:
-    return [f"--config={REPO / 'configs' / 'defaults.yaml'}", f"--config={REPO / 'configs' / 'tasks' / f'{task}.yaml'}"]
+def task_configs(task: str, profile: str | None = None) -> list[str]:
+    """The config files of ``make train TASK=task [PROFILE=profile]``."""
+    configs = [REPO / "configs" / "defaults.yaml", REPO / "configs" / "tasks" / f"{task}.yaml"]
+    if profile:
+        configs.append(REPO / "configs" / "profiles" / profile / f"{task}.yaml")
+        if not configs[-1].is_file():
+            raise SystemExit(f"no profile {profile!r} for {task}: {configs[-1]}")
+    return [f"--config={c}" for c in configs]
 
 
 class Cells:
@@ -69,6 +80,32 @@ class Cells:
                                      tags={"mlflow.parentRunId": self.parent_id, "reproduce.cell": name})
         return run.info.run_id, None
 
+    def report_failure(self) -> None:
+        """Mark the reproduction FAILED with how many of its cells finished (a rerun keeps those)."""
+        runs = self.client.search_runs([self.experiment_id], f"tags.`mlflow.parentRunId` = '{self.parent_id}'")
+        done = sum(r.info.status == "FINISHED" for r in runs)
+        self.client.set_tag(self.parent_id, "cells_finished", f"{done} of {len(runs)} started")
+        self.client.set_terminated(self.parent_id, "FAILED")
+        print(f"reproduction failed: {done} of {len(runs)} started cells finished; the same command resumes",
+              file=sys.stderr)
+
+    def train(self, name: str, args: list[str], root: Path) -> dict[str, float]:
+        """Metrics of cell ``name``: trained now with ``args`` (checkpoints under ``root/name``) unless it
+        finished earlier; ``train_seconds`` and ``n_parameters`` are logged beside the task's metrics."""
+        from cli.train import _mark, main as train
+
+        run_id, done = self.cell(name)
+        if done is not None and "train_seconds" in done:
+            return done
+        start = time.perf_counter()
+        cli = train(args + [f"--trainer.logger.init_args.run_id={run_id}", f"--trainer.default_root_dir={root / name}"])
+        if cli.trainer.interrupted:
+            raise KeyboardInterrupt
+        self.client.log_metric(run_id, "train_seconds", time.perf_counter() - start)
+        self.client.log_metric(run_id, "n_parameters", sum(p.numel() for p in cli.model.parameters()))
+        _mark(cli, "FINISHED")
+        return self.client.get_run(run_id).data.metrics
+
 
 def padnet_figure_7_7(opts: argparse.Namespace, extra: list[str], cells: Cells) -> str:
     """Fig. 7.7: accuracy over ``opts.folds`` stratified folds for train input × test input × filters."""
@@ -77,7 +114,7 @@ def padnet_figure_7_7(opts: argparse.Namespace, extra: list[str], cells: Cells) 
     from cli.train import _mark, build
     from materials.xrd_background import INPUTS
 
-    config = task_configs(opts.task)
+    config = task_configs(opts.task, opts.profile)
     results: dict[tuple[str, str, str], list[float]] = {}
     for fold in range(opts.folds):
         for filters in opts.filters:
@@ -134,19 +171,17 @@ def padnet_probe(opts: argparse.Namespace, extra: list[str]) -> list[str]:
 
     if opts.folds < 2:
         raise SystemExit(f"--folds must be at least 2, not {opts.folds}")
-    return fold_args(task_configs(opts.task) + extra, opts.folds, 0)
+    return fold_args(task_configs(opts.task, opts.profile) + extra, opts.folds, 0)
 
 
-def search_table(opts: argparse.Namespace, extra: list[str], cells: Cells) -> str:
-    from cli.search_pays import search_pays
+def _from(module: str, name: str, *bound) -> Callable:
+    """``module.name(*args, *bound)``, imported when first called (a table's code loads only when it runs)."""
+    def call(*args):
+        import importlib
 
-    return search_pays(opts, extra, cells, task_configs)
+        return getattr(importlib.import_module(module), name)(*args, *bound)
 
-
-def search_key(opts: argparse.Namespace, extra: list[str]) -> list[str]:
-    from cli.search_pays import key_parts
-
-    return key_parts(opts, extra)
+    return call
 
 
 @dataclass(frozen=True)
@@ -159,8 +194,19 @@ class Table:
 
 TABLES: dict[str, Table] = {
     "padnet": Table(padnet_figure_7_7, "padnet", padnet_key, padnet_probe),
-    "search": Table(search_table, "irnet", search_key, lambda opts, extra: task_configs(opts.task) + extra),
+    "search": Table(_from("cli.search_pays", "search_pays", task_configs), "irnet", _from("cli.search_pays", "key_parts"),
+                    lambda opts, extra: task_configs(opts.task, opts.profile) + extra),
+    "crabnet": Table(_from("cli.crabnet_table", "crabnet_table", task_configs), "roost",
+                     _from("cli.crabnet_table", "key_parts"), _from("cli.crabnet_table", "probe", task_configs)),
+    "transfer": Table(_from("cli.transfer_table", "transfer_table", task_configs), "elemnet_transfer",
+                      _from("cli.transfer_table", "key_parts"), _from("cli.transfer_table", "probe", task_configs)),
+    "sweep": Table(_from("cli.transfer_table", "sweep_table", task_configs), "elemnet_transfer",
+                   lambda opts, extra: [*opts.tasks[:1], str(opts.folds), *map(str, opts.fractions), *extra],
+                   _from("cli.transfer_table", "probe", task_configs)),
 }
+
+
+DEFAULT_TASKS = {"crabnet": ["elemnet", "irnet", "roost"], "transfer": ["elemnet_transfer", "roost_transfer"]}
 
 
 def hardware() -> str:
@@ -175,10 +221,17 @@ def main(argv: list[str] | None = None) -> str:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("table", choices=sorted(TABLES))
     ap.add_argument("--task", default=None, help="padnet: padnet (SLAC, default) or padnet_nist; search: irnet (default)")
-    ap.add_argument("--folds", type=int, default=10, help="padnet: stratified folds")
+    ap.add_argument("--folds", type=int, default=10, help="padnet: stratified folds; transfer: CV folds")
     ap.add_argument("--train-inputs", dest="train_inputs", nargs="+", default=["I", "I-MF", "I-CS"])
     ap.add_argument("--filters", nargs="+", default=["frozen", "trainable"], choices=["frozen", "trainable"])
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="search: training seeds per model")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="search, crabnet: training seeds per model")
+    ap.add_argument("--tasks", nargs="+", default=None,
+                    help="crabnet: the composition tasks (default elemnet irnet roost); "
+                         "transfer: the transfer tasks (default elemnet_transfer roost_transfer)")
+    ap.add_argument("--fractions", type=float, nargs="+", default=[round(0.1 * k, 1) for k in range(1, 11)],
+                    help="sweep: training-set fractions")
+    ap.add_argument("--profile", default=None,
+                    help="every table: add configs/profiles/<profile>/<task>.yaml (e.g. paper) to the task configs")
     ap.add_argument("--study", default=None, help="search: the Optuna study (default: the task)")
     ap.add_argument("--storage", default="sqlite:///mlruns/optuna.db", help="search: the study's RDB")
     ap.add_argument("--output", default=None, help="Markdown file (default outputs/reproduce/<table>-<task>.md)")
@@ -188,15 +241,18 @@ def main(argv: list[str] | None = None) -> str:
     opts, extra = ap.parse_args(argv[:split]), argv[split + 1:]
     table = TABLES[opts.table]
     opts.task = opts.task or table.default_task
+    opts.tasks = opts.tasks or DEFAULT_TASKS.get(opts.table, [opts.task])
     from cli.train import build
 
     probe = build(table.probe(opts, extra))  # validates the options before any cell trains
-    cells = Cells(opts.table, table.key(opts, extra), probe.config.trainer.logger.init_args.tracking_uri)
+    opts.data = dict(probe.datamodule.hparams)  # what the cells train on, for the table's caption
+    key = table.key(opts, extra) + ([f"profile={opts.profile}"] if opts.profile else [])
+    cells = Cells(opts.table, key, probe.config.trainer.logger.init_args.tracking_uri)
     start = time.perf_counter()
     try:
         body = table.build(opts, extra, cells)
     except BaseException:
-        cells.client.set_terminated(cells.parent_id, "FAILED")
+        cells.report_failure()
         raise
     wall = time.perf_counter() - start
     text = (f"# make reproduce TABLE={opts.table} ({opts.task})\n\n{body}\nhardware: {hardware()}\n"

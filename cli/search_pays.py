@@ -11,7 +11,6 @@ under the reproduction's parent run, so a rerun resumes.
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 
 import numpy as np
@@ -58,7 +57,6 @@ def search_cost(study: optuna.Study) -> tuple[dict[str, int], float]:
 
 def search_pays(opts: argparse.Namespace, extra: list[str], cells, task_configs) -> str:
     from cli.search import n_parameters
-    from cli.train import _mark, main as train
 
     study = load_study(opts)
     root = Path("outputs") / "reproduce" / f"search-{opts.task}"
@@ -69,24 +67,10 @@ def search_pays(opts: argparse.Namespace, extra: list[str], cells, task_configs)
     results: dict[str, list[dict[str, float]]] = {arm: [] for arm in arms}
     for arm, arm_args in arms.items():
         for seed in opts.seeds:
-            name = f"{arm}-seed{seed}"
-            run_id, done = cells.cell(name)
-            if done is None or "train_seconds" not in done:
-                args = task_configs(opts.task) + extra + arm_args + [
-                    f"--seed_everything={seed}", f"--trainer.logger.init_args.run_id={run_id}",
-                    f"--trainer.default_root_dir={root / name}"]
-                start = time.perf_counter()
-                cli = train(args)
-                if cli.trainer.interrupted:
-                    raise KeyboardInterrupt
-                wall = time.perf_counter() - start
-                cells.client.log_metric(run_id, "n_parameters", sum(p.numel() for p in cli.model.parameters()))
-                cells.client.log_metric(run_id, "train_seconds", wall)
-                _mark(cli, "FINISHED")
-                done = cells.client.get_run(run_id).data.metrics
-            results[arm].append(done)
+            results[arm].append(cells.train(f"{arm}-seed{seed}", task_configs(opts.task, opts.profile) + extra + arm_args
+                                            + [f"--seed_everything={seed}"], root))
     states, hours = search_cost(study)
-    budget = n_parameters(task_configs(opts.task) + extra)
+    budget = n_parameters(task_configs(opts.task, opts.profile) + extra)
     lines = [f"Search pays? {opts.task}: its own net vs the best trial of study {study.study_name!r}, same "
              f"training budget and split, seeds {', '.join(map(str, opts.seeds))}", "",
              "| model | parameters | test MAE | test RMSE | training wall time (min, mean) |", "|---|---|---|---|---|"]

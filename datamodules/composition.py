@@ -20,6 +20,7 @@ import torch
 
 from datamodules.batches import SplitLoaders, TensorRows
 from datamodules.composition_data import clean
+from datamodules.sources.derived import DERIVED, derived_file
 from datamodules.sources.readers import read_table
 from datamodules.sources.registry import DATASETS, STRUCTURE_DATASETS, data_dir, dataset_files, sha256_of
 from materials.composition import parse_compositions
@@ -98,10 +99,13 @@ class CompositionDataModule(SplitLoaders, pl.LightningDataModule):
                              f"(representation: fractions or magpie for a composition model)")
         if name in DATASETS:
             return dataset_files(name)
+        if name in DERIVED:
+            return {"all": derived_file(name)}
         path = Path(name)
         if not path.exists():
             raise FileNotFoundError(
-                f"dataset {name!r} is neither a registered dataset ({', '.join(sorted(DATASETS))}) nor a file"
+                f"dataset {name!r} is neither a registered dataset ({', '.join(sorted([*DATASETS, *DERIVED]))}) "
+                "nor a file"
             )
         return {"all": path}
 

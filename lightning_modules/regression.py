@@ -15,7 +15,9 @@ import torch
 from torch import nn
 from torchmetrics import CatMetric, MeanAbsoluteError, MeanSquaredError, MetricCollection, MinMetric, R2Score
 
+from lightning_modules.pretrained import load_net_weights
 from lightning_modules.stages import StagedMetrics
+from lightning_modules.uncertainty import PREDICTIVE, dropout_layers, ensemble_members, gaussian_scores
 
 LOSSES: dict[str, type[nn.Module]] = {"mae": nn.L1Loss, "mse": nn.MSELoss, "huber": nn.HuberLoss}
 
@@ -51,16 +53,30 @@ class PropertyRegressor(StagedMetrics, pl.LightningModule):
         loss: ``mae`` (the papers'), ``mse`` or ``huber``.
         lr: Adam learning rate (1e-4 in the papers).
         lr_schedule: ``constant`` (the papers'), ``plateau``, ``onecycle`` or ``cosine``.
+        init_from: transfer learning: start fitting from this source's net weights (a checkpoint, an
+            MLflow model URI, or ``best:<dataset>``; :mod:`lightning_modules.pretrained`), all layers trainable.
+        uncertainty: ``none``, ``mc_dropout`` (``mc_samples`` passes with dropout on) or ``ensemble``
+            (``ensemble_size`` independently initialised copies of the net trained side by side);
+            :mod:`lightning_modules.uncertainty`. Tests then log ``test/nll``, ``test/coverage_68``,
+            ``test/coverage_95`` and a calibration plot, and predictions carry a standard deviation.
     """
 
     best_metric = "val/mae"
 
     def __init__(self, net: nn.Module, loss: Literal["mae", "mse", "huber"] = "mae", lr: float = 1e-4,
                  weight_decay: float = 0.0,
-                 lr_schedule: Literal["constant", "plateau", "onecycle", "cosine"] = "constant"):
+                 lr_schedule: Literal["constant", "plateau", "onecycle", "cosine"] = "constant",
+                 init_from: str | None = None,
+                 uncertainty: Literal["none", "mc_dropout", "ensemble"] = "none", mc_samples: int = 30,
+                 ensemble_size: int = 5):
         super().__init__()
         self.save_hyperparameters()
         self.net = net
+        if uncertainty == "mc_dropout" and not dropout_layers(net):
+            raise ValueError(f"uncertainty: mc_dropout needs dropout layers; {type(net).__name__} has none "
+                             "(use uncertainty: ensemble)")
+        # members[0] is the net itself; the others are re-initialised copies
+        self.members = ensemble_members(net, ensemble_size, torch.initial_seed()) if uncertainty == "ensemble" else None
         self.loss_fn = LOSSES[loss]()
         metrics = MetricCollection({"mae": MeanAbsoluteError(), "rmse": MeanSquaredError(squared=False),
                                     "r2": R2Score()})
@@ -68,25 +84,50 @@ class PropertyRegressor(StagedMetrics, pl.LightningModule):
         self.val_metrics = metrics.clone(prefix="val/")
         self.test_metrics = metrics.clone(prefix="test/")
         self.val_best = MinMetric()
-        self.test_pred, self.test_true = CatMetric(), CatMetric()
-        self.last_test_outputs: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.test_pred, self.test_true, self.test_std = CatMetric(), CatMetric(), CatMetric()
+        self.last_test_outputs: tuple[torch.Tensor, ...] | None = None  # (pred, true[, std])
+        self.transferred_from: str | None = None
+
+    def setup(self, stage: str) -> None:
+        # before a resumed fit restores its checkpoint, which then overrides these weights
+        if stage == "fit" and self.hparams.init_from:
+            from lightning.pytorch.loggers import MLFlowLogger
+
+            uri = next((lg._tracking_uri for lg in self.trainer.loggers if isinstance(lg, MLFlowLogger)), None)
+            for net in self.members if self.members is not None else [self.net]:
+                self.transferred_from = load_net_weights(net, self.hparams.init_from, uri)
 
     def forward(self, x):
-        return self.net(x)
+        """The point prediction (training, validation, screening): the net's, or the ensemble's mean."""
+        if self.members is None:
+            return self.net(x)
+        return torch.stack([member(x) for member in self.members]).mean(0)
+
+    def predict_with_std(self, x) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(mean, standard deviation or None) of the predictive distribution, in eval mode."""
+        return PREDICTIVE[self.hparams.uncertainty](self, x)
 
     def _step(self, batch, metrics, stage: str):
         x, y = batch
-        pred = self(x)
-        loss = self.loss_fn(pred, y)
+        std = None
+        if stage == "train" and self.members is not None:  # each member learns from its own loss
+            preds = [member(x) for member in self.members]
+            loss = torch.stack([self.loss_fn(p, y) for p in preds]).sum()
+            pred = torch.stack(preds).mean(0)
+        else:
+            pred, std = self.predict_with_std(x) if stage == "test" else (self(x), None)
+            loss = self.loss_fn(pred, y)
         metrics.update(pred.detach().squeeze(1), y.squeeze(1))
         self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, prog_bar=stage != "test",
                  batch_size=len(y), sync_dist=stage != "train")
-        return loss, pred
+        return loss, (pred, std)
 
     def test_step(self, batch, batch_idx):
-        _, pred = self._step(batch, self.test_metrics, "test")
+        _, (pred, std) = self._step(batch, self.test_metrics, "test")
         self.test_pred.update(pred.squeeze(1))
         self.test_true.update(batch[1].squeeze(1))
+        if std is not None:
+            self.test_std.update(std.squeeze(1))
         return pred.squeeze(1)  # for callbacks that score subsets of the test rows (PolymorphMetrics)
 
     def on_test_epoch_end(self):
@@ -100,8 +141,13 @@ class PropertyRegressor(StagedMetrics, pl.LightningModule):
         # MAE in % of the mean |target| (Yang et al.'s "% of the mean"; for localization, whose targets are
         # strains over the applied strain (mean 1), this is their mean absolute strain error, MASE)
         values["test/mae_pct"] = 100 * abs_err.mean() / true.abs().mean().clamp_min(1e-12)
-        self.log_dict(values)
         self.last_test_outputs = (pred.cpu(), true.cpu())
+        if self.hparams.uncertainty != "none":
+            std = self.test_std.compute().float()
+            values.update({f"test/{k}": v for k, v in gaussian_scores(pred, std, true).items()})
+            self.last_test_outputs += (std.cpu(),)
+        self.test_std.reset()
+        self.log_dict(values)
 
     def predict_step(self, batch, batch_idx):
         return self(batch[0] if isinstance(batch, (tuple, list)) else batch).squeeze(1)

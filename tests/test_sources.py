@@ -90,3 +90,30 @@ def test_jarvis_dft_3d_json(tmp_path):
         read_table(path)
     table = read_table(path, skip_bad=True)
     assert table.formulas == ["NaCl", "Fe2O3"] and len(table.problems) == 1
+
+
+def test_mp_on_hull_join_is_exact_on_a_fixture(tmp_path):
+    from datamodules.sources.derived import mp_on_hull
+
+    (tmp_path / "e_form.csv").write_text("formula,target\nFe2O3,-1.5\nFe4O6,-1.7\nO3Fe2,-1.2\nNaCl,-2.1\n"
+                                         "MgO,-3.0\nCu1Zn1,-0.1\nXx2O,-1.0\n")  # Xx: unparsable, skipped
+    (tmp_path / "train.csv").write_text("formula,target\nFe2O3,0.0\nMgO,0.05\n")
+    (tmp_path / "val.csv").write_text("formula,target\nClNa,0.0\nLiF,0.0\n")  # LiF: on the hull, no e_form row
+    (tmp_path / "test.csv").write_text("formula,target\nZn2Cu2,0.0\n")
+    got = mp_on_hull(tmp_path / "e_form.csv", [tmp_path / f"{s}.csv" for s in ("train", "val", "test")])
+    # reduced compositions on both sides; the lowest-energy polymorph of each on-hull composition, file order
+    assert got.to_dict("list") == {"formula": ["Fe4O6", "NaCl", "Cu1Zn1"], "target": [-1.7, -2.1, -0.1]}
+
+
+def test_mp_on_hull_is_built_once_and_rebuilt_when_tampered():
+    from datamodules.sources.derived import derived_file
+
+    path = derived_file("mp_on_hull")
+    text = path.read_text()
+    assert text.startswith("formula,target\n") and text.count("\n") - 1 == 24_844  # crabnet 2.0.8's MP files
+    path.write_text(text.replace("\n", "\nFe2O3,-9.9\n", 1))
+    assert derived_file("mp_on_hull").read_text() == text
+    dm = CompositionDataModule(dataset="mp_on_hull", split="kfold", n_folds=10, fold=0)
+    dm.prepare_data()
+    dm.setup("fit")
+    assert dm.cleaning_report["dropped_duplicate_composition"] == 0 and sum(dm.cleaning_report["sizes"].values()) > 24_000

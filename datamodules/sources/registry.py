@@ -124,6 +124,9 @@ DATASETS: dict[str, dict[str, DataFile]] = {
                                   "90e895635c96447c5be4e9070d26f26e1b4d17925102a6597ae3c4d79c32555b")},
     "mp_gap": {"all": DataFile(CRABNET, "crabnet/data/matbench/mp_gap.csv",
                                "4084e584467e6f81ec8bf12c438eeb2c049ae39e11401bae694ef6a9983b9d9f")},
+    # 1 metal / 0 non-metal per structure: the labels of the activation analysis (cli/analyze.py, Fig. 5.9)
+    "mp_is_metal": {"all": DataFile(CRABNET, "crabnet/data/matbench/mp_is_metal.csv",
+                                    "080afc38363fd7e0872fb04ae93a73fdecd0329408d007e8811ccd6e96b7e79a")},
     "ssub": {"all": DataFile(QMPY, "qmpy-1.4.0/qmpy/data/thermodata/ssub.dat",
                              "72d98cfe965e1e1972cae8cc483fbe6cb2e4da19150584e86d01b2707ae0533e")},
     # crystal structures (datamodules.structure): one file each, split by the datamodule

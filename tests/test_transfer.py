@@ -1,0 +1,110 @@
+"""Transfer learning (diss. ch. 5): a run starts from another run's net weights, never silently from random."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+import torch
+
+from cli.train import main
+from cli.transfer_table import ARMS
+from conftest import search_runs, task_args
+from lightning_modules.pretrained import PretrainedError
+
+SSUB = ["--data.init_args.train_fraction=1"]
+
+
+def _source(workdir):
+    """A short ElemNet run on SSUB whose best checkpoint and MLflow model are the source."""
+    cli = main(task_args("elemnet_transfer", *SSUB, "--model.init_args.init_from=null",
+                         "--trainer.logger.init_args.run_name=source"))
+    return cli, cli.trainer.checkpoint_callback.best_model_path
+
+
+def _weights(net):
+    return {k: v.detach().clone() for k, v in net.state_dict().items()}
+
+
+def test_transfer_run_starts_from_the_source_weights(workdir):
+    source, ckpt = _source(workdir)
+    expected = _weights(source.model.net)  # the source's best weights, tested and logged as its model
+    source_id = source.trainer.logger.run_id
+    # best:ssub first: later lr-0 runs tie with the source's test MAE
+    for i, init_from in enumerate(("best:ssub", ckpt, f"runs:/{source_id}/model")):
+        # lr 0: fine-tuning moves nothing, so the net ends as it started
+        cli = main(task_args("elemnet_transfer", *SSUB, f"--model.init_args.init_from={init_from}",
+                             "--model.init_args.lr=0", "--trainer.logger.init_args.run_name=transfer",
+                             f"--trainer.default_root_dir=outputs/transfer{i}"))
+        got = _weights(cli.model.net)
+        assert all(torch.equal(got[k], expected[k]) for k in expected), init_from
+        assert cli.model.transferred_from == (f"runs:/{source_id}/model" if init_from == "best:ssub" else init_from)
+    runs = search_runs(workdir, "ssub")
+    tags = runs.set_index("tags.mlflow.runName")["tags.transfer.source"]
+    assert tags["transfer"].notna().all() and tags[["source"]].isna().all()
+    # from scratch on the same folds: random weights, not the source's
+    scratch = main(task_args("elemnet_transfer", *SSUB, "--model.init_args.init_from=null", "--model.init_args.lr=0"))
+    assert not torch.equal(_weights(scratch.model.net)["layers.0.weight"], expected["layers.0.weight"])
+
+
+def test_a_source_of_another_architecture_or_missing_is_refused(workdir):
+    _, ckpt = _source(workdir)
+    with pytest.raises(PretrainedError, match="another architecture than Roost"):
+        main(task_args("roost_transfer", *SSUB, f"--model.init_args.init_from={ckpt}", "--trainer.fast_dev_run=true"))
+    with pytest.raises(PretrainedError, match="does not exist"):
+        main(task_args("elemnet_transfer", "--model.init_args.init_from=nowhere.ckpt", "--trainer.fast_dev_run=true"))
+    with pytest.raises(PretrainedError, match="no finished Roost run on ssub"):
+        main(task_args("roost_transfer", "--model.init_args.init_from=best:ssub", "--trainer.fast_dev_run=true"))
+
+
+def test_reproduce_transfer_table_scores_scratch_applied_and_transfer_on_the_same_folds(workdir, monkeypatch):
+    import os
+
+    from cli.reproduce import main as reproduce
+
+    source, _ = _source(workdir)
+    model = f"runs:/{source.trainer.logger.run_id}/model"
+    train = ["--trainer.max_epochs=2", "--trainer.limit_train_batches=4", "--trainer.enable_progress_bar=false",
+             f"--model.init_args.init_from={model}", "--trainer.callbacks+=crash_callback.CrashOnFoldWhileEnvSet",
+             f"--trainer.logger.init_args.tracking_uri={os.environ['MLFLOW_TRACKING_URI']}"]
+    opts = ["transfer", "--tasks", "elemnet_transfer", "--folds", "2", "--output", str(workdir / "t.md")]
+    monkeypatch.setenv("MATDL_CRASH_FOLD", "1")  # the scratch arm's second fold crashes
+    with pytest.raises(RuntimeError, match="injected crash in fold 1"):
+        reproduce(opts + ["--", *train])
+    runs = search_runs(workdir, "reproduce")
+    parent = runs[runs["tags.reproduce.table"] == "transfer"].iloc[0]
+    assert parent.status == "FAILED" and parent["tags.cells_finished"] == "1 of 2 started"
+    first = runs[runs["tags.reproduce.cell"] == "elemnet_transfer-scratch-fold0"].iloc[0]
+    monkeypatch.delenv("MATDL_CRASH_FOLD")
+    text = reproduce(opts + ["--", *train])  # resumes: fold 0 of the scratch arm is read back
+    assert "| elemnet_transfer | transfer |" in text and "| 0.0642 |" in text  # beside the published number
+    runs = search_runs(workdir, "reproduce")
+    cells = runs[runs["tags.reproduce.cell"].notna()].set_index("tags.reproduce.cell")
+    assert len(cells) == 6 and (cells.status == "FINISHED").all()
+    assert cells.loc["elemnet_transfer-scratch-fold0", "run_id"] == first.run_id
+    assert cells.loc["elemnet_transfer-scratch-fold0", "end_time"] == first.end_time  # not retrained
+    for k in (0, 1):
+        scratch, applied, transfer = (cells.loc[f"elemnet_transfer-{arm}-fold{k}"] for arm in ARMS)
+        assert pd.isna(scratch["tags.transfer.source"])
+        assert applied["tags.transfer.source"] == transfer["tags.transfer.source"] == model
+        assert applied["metrics.test/mae"] != transfer["metrics.test/mae"]  # fine-tuning moved the weights
+        assert scratch["params.data/n_test"] == applied["params.data/n_test"] == transfer["params.data/n_test"]
+
+
+def test_reproduce_sweep_scores_both_arms_at_each_training_fraction(workdir):
+    import os
+
+    from cli.reproduce import main as reproduce
+
+    source, _ = _source(workdir)
+    train = ["--trainer.max_epochs=1", "--trainer.limit_train_batches=2", "--trainer.enable_progress_bar=false",
+             f"--model.init_args.init_from=runs:/{source.trainer.logger.run_id}/model",
+             f"--trainer.logger.init_args.tracking_uri={os.environ['MLFLOW_TRACKING_URI']}"]
+    text = reproduce(["sweep", "--folds", "2", "--fractions", "0.2", "1", "--output", str(workdir / "s.md"), "--", *train])
+    assert "| 0.2 |" in text and "| 1 |" in text and "0.474" in text  # the paper's end points beside ours
+    runs = search_runs(workdir, "reproduce")
+    cells = runs[runs["tags.reproduce.cell"].notna()].set_index("tags.reproduce.cell")
+    assert len(cells) == 8 and (cells.status == "FINISHED").all()
+    small = cells.loc["elemnet_transfer-transfer-f0.2-fold1"]
+    assert int(small["params.data/train_subsampled_to"]) == round(0.2 * int(small["params.data/n_train"]))
+    assert pd.isna(cells.loc["elemnet_transfer-transfer-f1-fold1", "params.data/train_subsampled_to"])
+    assert (workdir / "outputs" / "reproduce" / "sweep-elemnet_transfer.png").is_file()
