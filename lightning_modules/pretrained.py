@@ -65,9 +65,11 @@ def resolve_checkpoint(source: str, tracking_uri: str | None, workdir: Path) -> 
     return path
 
 
-def load_net_weights(net: nn.Module, source: str, tracking_uri: str | None = None) -> str:
-    """Replace every tensor of ``net`` with the source's ``net.*`` tensors; returns the source as a path or
-    MLflow URI (``best:…`` resolved to the run it chose)."""
+def load_net_weights(nets: list[nn.Module], source: str, tracking_uri: str | None = None) -> str:
+    """Replace every tensor of each net (one architecture: a net, or an ensemble's members) with the
+    source's ``net.*`` tensors, read once; returns the source as a path or MLflow URI (``best:…`` resolved
+    to the run it chose)."""
+    net = nets[0]
     if source.startswith("best:"):
         source = best_run_model(type(net).__name__, source[len("best:"):], tracking_uri)
     with tempfile.TemporaryDirectory() as tmp:
@@ -84,5 +86,6 @@ def load_net_weights(net: nn.Module, source: str, tracking_uri: str | None = Non
         if weights[name].shape != tensor.shape:
             raise PretrainedError(f"pretrained {source}: tensor {name} has shape {tuple(weights[name].shape)}, this "
                                   f"net's has {tuple(tensor.shape)} (another input width or layer size)")
-    net.load_state_dict(weights)
+    for each in nets:
+        each.load_state_dict(weights)
     return source

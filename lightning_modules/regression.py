@@ -94,8 +94,8 @@ class PropertyRegressor(StagedMetrics, pl.LightningModule):
             from lightning.pytorch.loggers import MLFlowLogger
 
             uri = next((lg._tracking_uri for lg in self.trainer.loggers if isinstance(lg, MLFlowLogger)), None)
-            for net in self.members if self.members is not None else [self.net]:
-                self.transferred_from = load_net_weights(net, self.hparams.init_from, uri)
+            nets = list(self.members) if self.members is not None else [self.net]
+            self.transferred_from = load_net_weights(nets, self.hparams.init_from, uri)
 
     def forward(self, x):
         """The point prediction (training, validation, screening): the net's, or the ensemble's mean."""
