@@ -80,6 +80,16 @@ class CompositionPyfunc(mlflow.pyfunc.PythonModel):
         return table["prediction"].to_numpy()
 
 
+# What loading the model needs, pinned to what trained it (naming them skips MLflow's slow import probe).
+REQUIREMENTS = ("deep-materials", "mlflow", "torch", "lightning", "numpy", "pandas", "pymatgen", "torch-geometric")
+
+
+def pip_requirements() -> list[str]:
+    from importlib.metadata import version
+
+    return [f"{name}=={version(name).split('+')[0]}" for name in REQUIREMENTS]
+
+
 class LogCompositionModel(pl.Callback):
     """After testing (on the best weights), log the model as MLflow model ``model``."""
 
@@ -88,14 +98,15 @@ class LogCompositionModel(pl.Callback):
         if logger is None or trainer.fast_dev_run or not isinstance(trainer.datamodule, CompositionDataModule):
             return
         ckpt = Path(trainer.default_root_dir) / "mlflow-model.ckpt"
-        trainer.save_checkpoint(ckpt, weights_only=False)  # collective under DDP: every rank calls it
+        # weights, hyperparameters and the featuriser's state (no optimizer); collective under DDP: every rank calls it
+        trainer.save_checkpoint(ckpt, weights_only=True)
         if trainer.global_rank != 0:
             return
         with tempfile.TemporaryDirectory() as tmp:
             model_dir = Path(tmp) / "model"
             mlflow.pyfunc.save_model(
                 str(model_dir), python_model=CompositionPyfunc(), artifacts={"checkpoint": str(ckpt)},
-                input_example=pd.DataFrame({"formula": ["NaCl", "Fe2O3"]}),
+                input_example=pd.DataFrame({"formula": ["NaCl", "Fe2O3"]}), pip_requirements=pip_requirements(),
             )
             logger.experiment.log_artifacts(logger.run_id, str(model_dir), "model")
         ckpt.unlink(missing_ok=True)

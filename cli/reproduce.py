@@ -12,6 +12,13 @@ Tables:
   input × frozen or trainable slope filters (``--task padnet_nist`` for the NIST preset).
 - ``crabnet``: ElemNet, IRNet and Roost (``--tasks``) on the CrabNet OQMD split over ``--seeds``,
   beside the published test MAEs (:mod:`cli.crabnet_table`).
+- ``elemnet``: Table 3.2, ElemNet against a Random Forest on Magpie attributes and on element
+  fractions, same split, with training and one-core prediction times (:mod:`cli.elemnet_table`).
+- ``irnet``: Table 4.4, Random Forest, plain-17, IRNet-17 and IRNet-48 on the OQMD properties
+  (``--datasets``) over ``--seeds`` (:mod:`cli.irnet_table`).
+- ``experimental``: Table 5.4, every trained model of the task's net in the store scored on the
+  experimental (SSUB) formation enthalpies, by training dataset, scratch and transfer
+  (:mod:`cli.experimental_table`).
 - ``sweep``: Figure 5.3, scratch and transfer against the training-set fraction (``--fractions``).
 - ``transfer``: Table 5.2 on SSUB: scratch, OQMD-SC applied and transfer over ``--folds`` folds for
   ElemNet and Roost (:mod:`cli.transfer_table`).
@@ -89,9 +96,10 @@ class Cells:
         print(f"reproduction failed: {done} of {len(runs)} started cells finished; the same command resumes",
               file=sys.stderr)
 
-    def train(self, name: str, args: list[str], root: Path) -> dict[str, float]:
+    def train(self, name: str, args: list[str], root: Path, after: Callable | None = None) -> dict[str, float]:
         """Metrics of cell ``name``: trained now with ``args`` (checkpoints under ``root/name``) unless it
-        finished earlier; ``train_seconds`` and ``n_parameters`` are logged beside the task's metrics."""
+        finished earlier; ``train_seconds``, ``n_parameters`` and the metrics that ``after(cli)`` returns
+        are logged beside the task's metrics."""
         from cli.train import _mark, main as train
 
         run_id, done = self.cell(name)
@@ -103,7 +111,20 @@ class Cells:
             raise KeyboardInterrupt
         self.client.log_metric(run_id, "train_seconds", time.perf_counter() - start)
         self.client.log_metric(run_id, "n_parameters", sum(p.numel() for p in cli.model.parameters()))
+        for key, value in (after(cli) if after else {}).items():
+            self.client.log_metric(run_id, key, value)
         _mark(cli, "FINISHED")
+        return self.client.get_run(run_id).data.metrics
+
+    def baseline(self, name: str, args: list[str]) -> dict[str, float]:
+        """Metrics of cell ``name``: ``make baseline``'s Random Forest fitted now with ``args`` unless it finished earlier."""
+        from cli.baseline import main as baseline
+
+        run_id, done = self.cell(name)
+        if done is not None and "fit_seconds" in done:
+            return done
+        baseline(args + [f"--trainer.logger.init_args.run_id={run_id}"])
+        self.client.set_tag(run_id, "mlflow.runName", name)  # the baseline names its runs "<task>-random-forest"
         return self.client.get_run(run_id).data.metrics
 
 
@@ -200,13 +221,20 @@ TABLES: dict[str, Table] = {
                      _from("cli.crabnet_table", "key_parts"), _from("cli.crabnet_table", "probe", task_configs)),
     "transfer": Table(_from("cli.transfer_table", "transfer_table", task_configs), "elemnet_transfer",
                       _from("cli.transfer_table", "key_parts"), _from("cli.transfer_table", "probe", task_configs)),
+    "elemnet": Table(_from("cli.elemnet_table", "elemnet_table", task_configs), "elemnet",
+                     _from("cli.elemnet_table", "key_parts"), _from("cli.elemnet_table", "probe", task_configs)),
+    "irnet": Table(_from("cli.irnet_table", "irnet_table", task_configs), "irnet", _from("cli.irnet_table", "key_parts"),
+                   _from("cli.irnet_table", "probe", task_configs)),
+    "experimental": Table(_from("cli.experimental_table", "experimental_table", task_configs), "elemnet",
+                          _from("cli.experimental_table", "key_parts"),
+                          _from("cli.experimental_table", "probe", task_configs)),
     "sweep": Table(_from("cli.transfer_table", "sweep_table", task_configs), "elemnet_transfer",
                    lambda opts, extra: [*opts.tasks[:1], str(opts.folds), *map(str, opts.fractions), *extra],
                    _from("cli.transfer_table", "probe", task_configs)),
 }
 
 
-DEFAULT_TASKS = {"crabnet": ["elemnet", "irnet", "roost"], "transfer": ["elemnet_transfer", "roost_transfer"]}
+DEFAULT_TASKS = {"experimental": ["elemnet"], "crabnet": ["elemnet", "irnet", "roost"], "transfer": ["elemnet_transfer", "roost_transfer"]}
 
 
 def hardware() -> str:
@@ -224,10 +252,12 @@ def main(argv: list[str] | None = None) -> str:
     ap.add_argument("--folds", type=int, default=10, help="padnet: stratified folds; transfer: CV folds")
     ap.add_argument("--train-inputs", dest="train_inputs", nargs="+", default=["I", "I-MF", "I-CS"])
     ap.add_argument("--filters", nargs="+", default=["frozen", "trainable"], choices=["frozen", "trainable"])
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="search, crabnet: training seeds per model")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="search, crabnet, elemnet, irnet: training seeds per model")
     ap.add_argument("--tasks", nargs="+", default=None,
                     help="crabnet: the composition tasks (default elemnet irnet roost); "
                          "transfer: the transfer tasks (default elemnet_transfer roost_transfer)")
+    ap.add_argument("--datasets", nargs="+", default=["oqmd_formation_enthalpy", "oqmd_band_gap", "oqmd_energy_per_atom",
+                                                      "oqmd_volume_per_atom"], help="irnet: the OQMD properties")
     ap.add_argument("--fractions", type=float, nargs="+", default=[round(0.1 * k, 1) for k in range(1, 11)],
                     help="sweep: training-set fractions")
     ap.add_argument("--profile", default=None,

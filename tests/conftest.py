@@ -21,6 +21,8 @@ SMOKE_DATA = {
     "omnet": ["--data.init_args.semi_edge_steps=[7]", "--data.init_args.n_val=64", "--data.init_args.n_test=64",
               "--data.init_args.train_fraction=1"],
 }
+# Roost evaluates its padded element sets slowly on a CPU: two test batches (8,192 compositions), not 51,255
+SMOKE_DATA["roost"] = ["--trainer.limit_test_batches=2"]
 # XRD frames: a 24-sample library of 64^2 frames (every class twice or more), all of its training split
 for _task in ("padnet", "padnet_nist"):
     SMOKE_DATA[_task] = ["--data.init_args.n_samples=24", "--data.init_args.frame_size=64", "--data.init_args.n_folds=3",

@@ -29,3 +29,48 @@ def test_crabnet_table_trains_each_net_per_seed_says_when_the_split_is_not_crabn
     assert reproduce(opts + ["--", *train]).split("hardware:")[0] == text.split("hardware:")[0]  # read back
     runs = search_runs(workdir, "reproduce")
     assert runs[runs["tags.reproduce.cell"].notna()]["start_time"].max() == started
+
+
+def test_elemnet_table_puts_elemnet_beside_both_random_forests_with_one_core_prediction_times(workdir):
+    from cli.reproduce import main as reproduce
+
+    train = ["--data.init_args.dataset=ssub", "--data.init_args.split=random", "--data.init_args.skip_bad_rows=true",
+             "--trainer.max_epochs=1", "--trainer.limit_train_batches=4", "--trainer.enable_progress_bar=false",
+             "--rf.n_estimators=8", f"--trainer.logger.init_args.tracking_uri={os.environ['MLFLOW_TRACKING_URI']}"]
+    opts = ["elemnet", "--seeds", "0", "1", "--output", str(workdir / "e.md")]
+    text = reproduce(opts + ["--", *train])
+    assert "NOT the paper's data" in text and "0.071 ± 0.0006" in text and "9.28 s (CPU)" in text
+    rows = [line for line in text.splitlines() if line.startswith("| ") and "±" in line.split(" | ")[2]]
+    assert [r.split(" | ")[1] for r in rows] == ["physical attributes (Magpie 145)", "element fractions", "element fractions"]
+    runs = search_runs(workdir, "reproduce")
+    cells = runs[runs["tags.reproduce.cell"].notna()].set_index("tags.reproduce.cell")
+    assert len(cells) == 6 and (cells.status == "FINISHED").all()
+    n_test = int(cells.loc["elemnet-seed0", "params.data/n_test"])  # the forests predict the same test set
+    assert (cells["metrics.test/n_predicted"] == n_test).all() and (cells["metrics.test/predict_seconds_cpu1"] > 0).all()
+    assert cells.loc["rf_magpie-seed0", "metrics.test/mae"] != cells.loc["rf_magpie-seed1", "metrics.test/mae"]
+    assert cells.loc["rf_magpie-seed0", "params.features"] == "magpie"
+    assert reproduce(opts + ["--", *train]).split("hardware:")[0] == text.split("hardware:")[0]  # read back
+
+
+def test_irnet_table_trains_rf_plain_and_both_irnets_per_oqmd_property_and_refuses_other_data(workdir):
+    import pytest
+
+    from cli.reproduce import main as reproduce
+
+    train = ["--data.init_args.train_fraction=0.005", "--trainer.max_epochs=1", "--trainer.limit_train_batches=2",
+             "--trainer.limit_val_batches=1", "--trainer.limit_test_batches=2", "--trainer.enable_progress_bar=false",
+             "--rf.n_estimators=4",
+             f"--trainer.logger.init_args.tracking_uri={os.environ['MLFLOW_TRACKING_URI']}"]
+    with pytest.raises(SystemExit, match="not OQMD properties"):
+        reproduce(["irnet", "--datasets", "ssub", "--", *train])
+    text = reproduce(["irnet", "--datasets", "oqmd_formation_enthalpy", "--seeds", "0", "--output",
+                      str(workdir / "i.md"), "--", *train])
+    row = next(line for line in text.splitlines() if line.startswith("| oqmd_formation_enthalpy"))
+    assert [cell.split(" (")[1] for cell in row.strip("| ").split(" | ")[1:]] == ["0.077)", "0.072)", "0.054)", "0.048)"]
+    runs = search_runs(workdir, "reproduce")
+    cells = runs[runs["tags.reproduce.cell"].notna()].set_index("tags.reproduce.cell")
+    assert len(cells) == 4 and (cells.status == "FINISHED").all()
+    net = {m: cells.loc[f"oqmd_formation_enthalpy-{m}-seed0"] for m in ("plain-17", "IRNet-17", "IRNet-48")}
+    assert net["plain-17"]["params.net/init_args/shortcut"] == "none"
+    assert net["plain-17"]["metrics.n_parameters"] < net["IRNet-17"]["metrics.n_parameters"] \
+        < net["IRNet-48"]["metrics.n_parameters"]  # the shortcuts' projections, then depth

@@ -15,7 +15,7 @@ def _args(workdir, *extra):
     import os
 
     return ("--data.init_args.dataset=ssub --data.init_args.split=random --data.init_args.skip_bad_rows=true "
-            "--data.init_args.train_fraction=1.0 --trainer.max_epochs=2 "
+            "--data.init_args.train_fraction=1.0 --trainer.max_epochs=2 --trainer.limit_train_batches=6 "
             f"--trainer.logger.init_args.tracking_uri={os.environ['MLFLOW_TRACKING_URI']} " + " ".join(extra))
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import time
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -80,6 +81,10 @@ def test_mlflow_run_has_metrics_artifacts_and_a_model_that_predicts(workdir):
     model = mlflow.pyfunc.load_model(f"runs:/{run.run_id}/model")
     preds = model.predict(pd.DataFrame({"formula": ["NaCl", "Fe2O3", "Al2O3"]}))
     assert preds.shape == (3,) and all(-6 < p < 3 for p in preds)
+    from importlib.metadata import version
+
+    requirements = Path(mlflow.artifacts.download_artifacts(f"runs:/{run.run_id}/model/requirements.txt")).read_text()
+    assert f"torch=={version('torch').split('+')[0]}" in requirements and "deep-materials==" in requirements
 
 
 def test_killed_run_is_marked_and_resumes_from_last_checkpoint(workdir):

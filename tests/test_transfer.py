@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pandas as pd
 import pytest
 import torch
@@ -108,3 +110,28 @@ def test_reproduce_sweep_scores_both_arms_at_each_training_fraction(workdir):
     assert int(small["params.data/train_subsampled_to"]) == round(0.2 * int(small["params.data/n_train"]))
     assert pd.isna(cells.loc["elemnet_transfer-transfer-f1-fold1", "params.data/train_subsampled_to"])
     assert (workdir / "outputs" / "reproduce" / "sweep-elemnet_transfer.png").is_file()
+
+
+def test_experimental_table_scores_dft_models_on_all_of_ssub_and_ssub_models_on_their_folds(workdir):
+    import mlflow.pyfunc
+    import numpy as np
+
+    from cli.experimental_table import experimental_compositions
+    from cli.reproduce import main as reproduce
+    from materials.elements import ELEMNET_ELEMENTS
+
+    oqmd = main(task_args("elemnet", "--trainer.logger.init_args.run_name=oqmd-sc"))
+    oqmd_model = f"runs:/{oqmd.trainer.logger.run_id}/model"
+    tl = main(task_args("elemnet_transfer", *SSUB, f"--model.init_args.init_from={oqmd_model}"))
+    main(task_args("elemnet_transfer", *SSUB, f"--model.init_args.init_from={oqmd_model}", "--model.init_args.lr=0"))
+    text = reproduce(["experimental", "--output", str(workdir / "x.md"), "--",
+                      f"--trainer.logger.init_args.tracking_uri={os.environ['MLFLOW_TRACKING_URI']}"])
+    rows = {line.split(" | ")[0].strip("| "): line.split(" | ") for line in text.splitlines() if line.startswith("| ")}
+    assert rows["oqmd_formation_enthalpy"][1:5] == [rows["oqmd_formation_enthalpy"][1], "1", "—", "0"]
+    assert rows["ssub"][2:5] == ["0", f"{tl.trainer.callback_metrics['test/mae']:.4f}", "1"]  # its own test fold
+    assert "0.1354 ± 0.0000" in rows["oqmd_formation_enthalpy"][5] and "0.0642 ± 0.0061" in rows["ssub"][6]
+    # the OQMD model on every SSUB composition, through the MLflow pyfunc a user would load
+    fractions, targets = experimental_compositions()
+    formulas = ["".join(f"{ELEMNET_ELEMENTS[j]}{f[j]:.8f}" for j in np.flatnonzero(f)) for f in fractions]
+    pred = mlflow.pyfunc.load_model(oqmd_model).predict(pd.DataFrame({"formula": formulas}))
+    assert float(rows["oqmd_formation_enthalpy"][1]) == pytest.approx(np.abs(np.asarray(pred) - targets).mean(), abs=2e-4)
