@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from cli.reproduce import mean_std
+
 # Test MAE (eV/atom) on this split, CrabNet paper Table 2; IRNet was not in that table: its dissertation
 # number (Table 4.4, IRNet-17 on Magpie attributes, 9:1 split of OQMD) is quoted with its provenance.
 PUBLISHED = {
@@ -43,10 +45,9 @@ def crabnet_table(opts: argparse.Namespace, extra: list[str], cells, task_config
                             root) for seed in opts.seeds]
         mae = np.array([r["test/mae"] for r in runs])
         rmse = np.array([r["test/rmse"] for r in runs])
-        std = (lambda a: f" ± {a.std(ddof=1):.4f}" if len(a) > 1 else "")
         minutes = np.mean([r["train_seconds"] for r in runs]) / 60
         epochs = np.mean([r.get("epoch", np.nan) for r in runs])  # the trainer's epoch count when it tested
-        rows.append(f"| {task} | {int(runs[0]['n_parameters']):,} | {mae.mean():.4f}{std(mae)} | {rmse.mean():.4f}{std(rmse)} "
+        rows.append(f"| {task} | {int(runs[0]['n_parameters']):,} | {mean_std(mae)} | {mean_std(rmse)} "
                     f"| {PUBLISHED.get(task, '—')} | {epochs:.0f} | {minutes:.1f} |")
         cells.client.log_metric(cells.parent_id, f"{task}/test/mae_mean", float(mae.mean()))
         if len(mae) > 1:

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from cli.reproduce import mean_std
+
 # Table 3.2 (10-fold CV, 256,622 compounds; prediction of 25,662 compounds, one CPU core / one GPU)
 PUBLISHED = {"rf_magpie": ("0.071 ± 0.0006", "1.5 h", "?.80 s (digit illegible in the source text)"),
              "rf_fractions": ("0.157 ± 0.0012", "1.5 h", "2.87 s"),
@@ -82,13 +84,12 @@ def elemnet_table(opts: argparse.Namespace, extra: list[str], cells, task_config
                 runs.append(cells.train(f"{row}-seed{seed}", args, root, after=predict_seconds))
         n_test = int(runs[0]["test/n_predicted"])
         mae = np.array([r["test/mae"] for r in runs])
-        std = f" ± {mae.std(ddof=1):.4f}" if len(mae) > 1 else ""
         fit = np.mean([r.get("train_seconds", r.get("fit_seconds", np.nan)) for r in runs])
         cpu = np.mean([r["test/predict_seconds_cpu1"] for r in runs])
         gpu = [r["test/predict_seconds_gpu"] for r in runs if "test/predict_seconds_gpu" in r]
         predict = f"{cpu:.3g} s (CPU)" + (f", {np.mean(gpu):.3g} s (GPU)" if gpu else "")
         mae_pub, fit_pub, predict_pub = PUBLISHED[row]
-        lines.append(f"| {model} | {inputs} | {mae.mean():.4f}{std} | {mae_pub} | {fit / 60:.1f} min | {fit_pub} "
+        lines.append(f"| {model} | {inputs} | {mean_std(mae)} | {mae_pub} | {fit / 60:.1f} min | {fit_pub} "
                      f"| {predict} | {predict_pub} |")
         cells.client.log_metric(cells.parent_id, f"{row}/test/mae_mean", float(mae.mean()))
     profile = f"profile {opts.profile}" if opts.profile else "CPU task configs"

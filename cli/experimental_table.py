@@ -19,6 +19,8 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from cli.reproduce import mean_std
+
 # Table 5.4: training dataset -> (scratch, transfer) MAE on the experimental data, eV/atom
 PUBLISHED = {"oqmd_formation_enthalpy": ("0.1354 ± 0.0000", "—"), "jarvis": ("0.1911 ± 0.0042", "0.1487 ± 0.0027"),
              "mp_e_form": ("0.1619 ± 0.0020", "0.1613 ± 0.0016"), "ssub": ("0.1299 ± 0.0136", "0.0642 ± 0.0061")}
@@ -74,11 +76,13 @@ def experimental_table(opts: argparse.Namespace, extra: list[str], cells, task_c
     experiments = [e.experiment_id for e in client.search_experiments()]
     runs = client.search_runs(experiments, f"tags.net = '{net}' and attributes.status = 'FINISHED'", max_results=5000)
     groups: dict[tuple[str, str], list[float]] = {}
+    from lightning_modules.pretrained import has_model
+
     for run in runs:
         params, tags = run.data.params, run.data.tags
         if "test/mae" not in run.data.metrics or "dataset" not in params or float(params.get("lr", 1)) == 0:
             continue
-        if not any(a.path == "model" for a in client.list_artifacts(run.info.run_id)):
+        if not has_model(client, run.info.run_id):
             continue
         arm = "TL" if tags.get("transfer.source") else "SC"
         dataset = params["dataset"]
@@ -95,8 +99,7 @@ def experimental_table(opts: argparse.Namespace, extra: list[str], cells, task_c
         cols = []
         for arm in ("SC", "TL"):
             mae = np.array(groups.get((dataset, arm), []))
-            std = f" ± {mae.std(ddof=1):.4f}" if len(mae) > 1 else ""
-            cols += [f"{mae.mean():.4f}{std}" if len(mae) else "—", str(len(mae))]
+            cols += [mean_std(mae) if len(mae) else "—", str(len(mae))]
             if len(mae):
                 client.log_metric(cells.parent_id, f"{dataset}/{arm}/experimental_mae_mean", float(mae.mean()))
         published = PUBLISHED.get(dataset, ("—", "—"))

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from cli.elemnet_table import split_rf
+from cli.reproduce import mean_std
 
 DATASETS = ["oqmd_formation_enthalpy", "oqmd_band_gap", "oqmd_energy_per_atom", "oqmd_volume_per_atom"]
 MODELS = {  # column -> net options (None: the Random Forest)
@@ -32,21 +33,22 @@ PUBLISHED = {"oqmd_formation_enthalpy": ("0.077", "0.072", "0.054", "0.048"),
 
 
 def key_parts(opts: argparse.Namespace, extra: list[str]) -> list[str]:
-    return [*opts.datasets, *map(str, opts.seeds), *extra]
+    return [*(opts.datasets or DATASETS), *map(str, opts.seeds), *extra]
 
 
 def probe(opts: argparse.Namespace, extra: list[str], task_configs) -> list[str]:
-    unknown = sorted(set(opts.datasets) - set(DATASETS))
+    unknown = sorted(set(opts.datasets or DATASETS) - set(DATASETS))
     if unknown:
         raise SystemExit(f"--datasets: {unknown} are not OQMD properties of Table 4.4; use some of {DATASETS}")
-    return task_configs("irnet", opts.profile) + split_rf(extra)[0] + [f"--data.init_args.dataset={opts.datasets[0]}"]
+    first = (opts.datasets or DATASETS)[0]
+    return task_configs("irnet", opts.profile) + split_rf(extra)[0] + [f"--data.init_args.dataset={first}"]
 
 
 def irnet_table(opts: argparse.Namespace, extra: list[str], cells, task_configs) -> str:
     root = Path("outputs") / "reproduce" / "irnet"
     extra, rf = split_rf(extra)
     lines = []
-    for dataset in opts.datasets:
+    for dataset in opts.datasets or DATASETS:
         cols = []
         for k, (model, net_args) in enumerate(MODELS.items()):
             runs = []
@@ -56,8 +58,7 @@ def irnet_table(opts: argparse.Namespace, extra: list[str], cells, task_configs)
                 name = f"{dataset}-{model}-seed{seed}"
                 runs.append(cells.baseline(name, args + rf) if net_args is None else cells.train(name, args + net_args, root))
             mae = np.array([r["test/mae"] for r in runs])
-            std = f" ± {mae.std(ddof=1):.4f}" if len(mae) > 1 else ""
-            cols.append(f"{mae.mean():.4f}{std} ({PUBLISHED[dataset][k]})")
+            cols.append(f"{mean_std(mae)} ({PUBLISHED[dataset][k]})")
             cells.client.log_metric(cells.parent_id, f"{dataset}/{model}/test/mae_mean", float(mae.mean()))
         lines.append(f"| {dataset} | " + " | ".join(cols) + " |")
     profile = f"profile {opts.profile}" if opts.profile else "the irnet task's CPU config"

@@ -57,6 +57,12 @@ def task_configs(task: str, profile: str | None = None) -> list[str]:
     return [f"--config={c}" for c in configs]
 
 
+def mean_std(values) -> str:
+    """``mean ± sample std`` to 4 decimals (the mean alone for one value): every table's cell format."""
+    a = np.asarray(values, dtype=float)
+    return f"{a.mean():.4f}" + (f" ± {a.std(ddof=1):.4f}" if len(a) > 1 else "")
+
+
 class Cells:
     """Nested MLflow runs of one reproduction, keyed so that a rerun finds the finished ones."""
 
@@ -117,7 +123,8 @@ class Cells:
         return self.client.get_run(run_id).data.metrics
 
     def baseline(self, name: str, args: list[str]) -> dict[str, float]:
-        """Metrics of cell ``name``: ``make baseline``'s Random Forest fitted now with ``args`` unless it finished earlier."""
+        """Metrics of cell ``name``: ``make baseline``'s Random Forest, fitted now with ``args`` unless it
+        finished earlier."""
         from cli.baseline import main as baseline
 
         run_id, done = self.cell(name)
@@ -234,7 +241,8 @@ TABLES: dict[str, Table] = {
 }
 
 
-DEFAULT_TASKS = {"experimental": ["elemnet"], "crabnet": ["elemnet", "irnet", "roost"], "transfer": ["elemnet_transfer", "roost_transfer"]}
+DEFAULT_TASKS = {"experimental": ["elemnet"], "crabnet": ["elemnet", "irnet", "roost"],
+                 "transfer": ["elemnet_transfer", "roost_transfer"]}
 
 
 def hardware() -> str:
@@ -256,8 +264,7 @@ def main(argv: list[str] | None = None) -> str:
     ap.add_argument("--tasks", nargs="+", default=None,
                     help="crabnet: the composition tasks (default elemnet irnet roost); "
                          "transfer: the transfer tasks (default elemnet_transfer roost_transfer)")
-    ap.add_argument("--datasets", nargs="+", default=["oqmd_formation_enthalpy", "oqmd_band_gap", "oqmd_energy_per_atom",
-                                                      "oqmd_volume_per_atom"], help="irnet: the OQMD properties")
+    ap.add_argument("--datasets", nargs="+", default=None, help="irnet: the OQMD properties (default: all four)")
     ap.add_argument("--fractions", type=float, nargs="+", default=[round(0.1 * k, 1) for k in range(1, 11)],
                     help="sweep: training-set fractions")
     ap.add_argument("--profile", default=None,

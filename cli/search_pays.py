@@ -14,6 +14,8 @@ import argparse
 from pathlib import Path
 
 import numpy as np
+
+from cli.reproduce import mean_std
 import optuna
 import yaml
 
@@ -79,10 +81,9 @@ def search_pays(opts: argparse.Namespace, extra: list[str], cells, task_configs)
                        ("searched", f"search: trial {study.best_trial.number}")):
         mae = np.array([r["test/mae"] for r in results[arm]])
         rmse = np.array([r["test/rmse"] for r in results[arm]])
-        std = (lambda a: f" ± {a.std(ddof=1):.4f}" if len(a) > 1 else "")
         means[arm] = (mae.mean(), int(results[arm][0]["n_parameters"]))
         minutes = np.mean([r["train_seconds"] for r in results[arm]]) / 60
-        lines.append(f"| {label} | {means[arm][1]:,} | {mae.mean():.4f}{std(mae)} | {rmse.mean():.4f}{std(rmse)} "
+        lines.append(f"| {label} | {means[arm][1]:,} | {mean_std(mae)} | {mean_std(rmse)} "
                      f"| {minutes:.1f} |")
         cells.client.log_metric(cells.parent_id, f"{arm}/test/mae_mean", float(mae.mean()))
     beats = means["searched"][0] < means["paper"][0] and means["searched"][1] <= budget

@@ -26,6 +26,11 @@ class PretrainedError(RuntimeError):
     """The pretrained source cannot initialise this net (missing, or another architecture)."""
 
 
+def has_model(client, run_id: str) -> bool:
+    """Whether the run logged an MLflow model under ``model``."""
+    return any(a.path == "model" for a in client.list_artifacts(run_id))
+
+
 def best_run_model(net_class: str, dataset: str, tracking_uri: str | None) -> str:
     """``runs:/<id>/model`` of the finished ``net_class`` run on ``dataset`` with the lowest test MAE."""
     import mlflow
@@ -37,7 +42,7 @@ def best_run_model(net_class: str, dataset: str, tracking_uri: str | None) -> st
         if experiments else []
     runs = [r for r in runs if "test/mae" in r.data.metrics]
     for run in runs:
-        if any(a.path == "model" for a in client.list_artifacts(run.info.run_id)):
+        if has_model(client, run.info.run_id):
             return f"runs:/{run.info.run_id}/model"
     raise PretrainedError(
         f"no finished {net_class} run on {dataset} with a logged model in MLflow store {tracking_uri}: train one "
