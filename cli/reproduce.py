@@ -3,7 +3,7 @@
 A small registry, :data:`TABLES` (name → function). Each function trains and scores what the
 table needs, returns its Markdown body, and logs its cells as MLflow runs nested under one
 parent run (experiment ``reproduce``); this module adds the hardware and the wall time, writes
-``outputs/reproduce/<name>.md`` and logs it to the parent run. Running the same command again
+``outputs/reproduce/<name>-<tasks>[-<dataset>].md`` and logs it to the parent run. Running the same command again
 resumes: finished cells are read back from MLflow, not retrained.
 
 Tables:
@@ -57,10 +57,44 @@ def task_configs(task: str, profile: str | None = None) -> list[str]:
     return [f"--config={c}" for c in configs]
 
 
+def config_digest(opts: argparse.Namespace) -> str:
+    """sha256 of the config files the reproduction's tasks train with: an edited config starts a new
+    reproduction instead of reading back cells trained with the old one."""
+    digest = hashlib.sha256()
+    for task in opts.tasks:
+        for arg in task_configs(task, opts.profile):
+            digest.update(Path(arg.split("=", 1)[1]).read_bytes())
+    return f"configs={digest.hexdigest()[:16]}"
+
+
 def mean_std(values) -> str:
     """``mean ± sample std`` to 4 decimals (the mean alone for one value): every table's cell format."""
     a = np.asarray(values, dtype=float)
     return f"{a.mean():.4f}" + (f" ± {a.std(ddof=1):.4f}" if len(a) > 1 else "")
+
+
+def resume_from(run_id: str, root: Path) -> str | None:
+    """``"last"`` when ``root/checkpoints/last.ckpt`` was written by MLflow run ``run_id`` (an interrupted
+    cell goes on from its last epoch); checkpoints that another run left in ``root`` (a reproduction with
+    other options, or a failed attempt whose run is gone) are moved to ``root/checkpoints-<that run>``:
+    never resumed, never mixed with this run's ``best-*.ckpt``, never deleted."""
+    import torch
+
+    checkpoints = root / "checkpoints"
+    if not checkpoints.is_dir() or not any(checkpoints.iterdir()):
+        return None
+    last = checkpoints / "last.ckpt"
+    owner = torch.load(last, map_location="cpu", weights_only=True).get("mlflow_run_id") if last.exists() else None
+    if owner == run_id:
+        return "last"
+    aside = root / f"checkpoints-{owner or 'unknown'}"
+    for k in range(1, 1000):
+        if not aside.exists():
+            break
+        aside = root / f"checkpoints-{owner or 'unknown'}-{k}"
+    checkpoints.rename(aside)
+    print(f"{checkpoints} held another run's checkpoints ({owner or 'no last.ckpt'}): moved to {aside}", file=sys.stderr)
+    return None
 
 
 class Cells:
@@ -103,16 +137,19 @@ class Cells:
               file=sys.stderr)
 
     def train(self, name: str, args: list[str], root: Path, after: Callable | None = None) -> dict[str, float]:
-        """Metrics of cell ``name``: trained now with ``args`` (checkpoints under ``root/name``) unless it
-        finished earlier; ``train_seconds``, ``n_parameters`` and the metrics that ``after(cli)`` returns
-        are logged beside the task's metrics."""
+        """Metrics of cell ``name``: trained now with ``args`` (checkpoints under ``root/name``; an
+        interrupted cell resumes from its ``last.ckpt``) unless it finished earlier; ``train_seconds`` (of
+        this invocation), ``n_parameters`` and the metrics that ``after(cli)`` returns are logged beside
+        the task's metrics."""
         from cli.train import _mark, main as train
 
         run_id, done = self.cell(name)
         if done is not None and "train_seconds" in done:
             return done
+        resume = ["--ckpt_path", "last"] if resume_from(run_id, root / name) else []
         start = time.perf_counter()
-        cli = train(args + [f"--trainer.logger.init_args.run_id={run_id}", f"--trainer.default_root_dir={root / name}"])
+        cli = train(args + [f"--trainer.logger.init_args.run_id={run_id}", f"--trainer.default_root_dir={root / name}",
+                            *resume])
         if cli.trainer.interrupted:
             raise KeyboardInterrupt
         self.client.log_metric(run_id, "train_seconds", time.perf_counter() - start)
@@ -149,17 +186,18 @@ def padnet_figure_7_7(opts: argparse.Namespace, extra: list[str], cells: Cells) 
             for train_input in opts.train_inputs:
                 name = f"fold{fold}-{filters}-train_{train_input}"
                 run_id, done = cells.cell(name)
+                root = Path("outputs") / "reproduce" / opts.task / name
                 if done is None:
                     args = fold_args(config + extra, opts.folds, fold) + [
                         f"--data.init_args.train_input={train_input}", "--data.init_args.test_input=I",
                         f"--model.init_args.net.init_args.trainable_filters={filters == 'trainable'}",
                         f"--trainer.logger.init_args.run_id={run_id}",
-                        f"--trainer.default_root_dir={Path('outputs') / 'reproduce' / opts.task / name}"]
+                        f"--trainer.default_root_dir={root}"]
                     cli = build(args)
                     cli.trainer.callbacks[:] = [c for c in cli.trainer.callbacks if not isinstance(c, XRDBaselines)]
                     done = {}
                     try:
-                        cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+                        cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=resume_from(run_id, root))
                         best = None if cli.trainer.fast_dev_run else "best"
                         for test_input in INPUTS:
                             cli.datamodule.set_test_input(test_input)
@@ -271,7 +309,7 @@ def main(argv: list[str] | None = None) -> str:
                     help="every table: add configs/profiles/<profile>/<task>.yaml (e.g. paper) to the task configs")
     ap.add_argument("--study", default=None, help="search: the Optuna study (default: the task)")
     ap.add_argument("--storage", default="sqlite:///mlruns/optuna.db", help="search: the study's RDB")
-    ap.add_argument("--output", default=None, help="Markdown file (default outputs/reproduce/<table>-<task>.md)")
+    ap.add_argument("--output", default=None, help="Markdown file (default outputs/reproduce/<table>-<tasks>[-<dataset>].md)")
     ap.epilog = "after --: the task's config options, as for make train"
     argv = list(sys.argv[1:] if argv is None else argv)
     split = argv.index("--") if "--" in argv else len(argv)
@@ -283,7 +321,7 @@ def main(argv: list[str] | None = None) -> str:
 
     probe = build(table.probe(opts, extra))  # validates the options before any cell trains
     opts.data = dict(probe.datamodule.hparams)  # what the cells train on, for the table's caption
-    key = table.key(opts, extra) + ([f"profile={opts.profile}"] if opts.profile else [])
+    key = table.key(opts, extra) + ([f"profile={opts.profile}"] if opts.profile else []) + [config_digest(opts)]
     cells = Cells(opts.table, key, probe.config.trainer.logger.init_args.tracking_uri)
     start = time.perf_counter()
     try:
@@ -292,10 +330,12 @@ def main(argv: list[str] | None = None) -> str:
         cells.report_failure()
         raise
     wall = time.perf_counter() - start
-    text = (f"# make reproduce TABLE={opts.table} ({opts.task})\n\n{body}\nhardware: {hardware()}\n"
+    # one file per table, tasks and dataset: Roost's transfer table does not overwrite ElemNet's, nor MP SSUB's
+    label = "-".join([*opts.tasks] + ([str(opts.data["dataset"])] if opts.data.get("dataset") else []))
+    text = (f"# make reproduce TABLE={opts.table} ({label})\n\n{body}\nhardware: {hardware()}\n"
             f"wall time: {wall / 60:.1f} min (this invocation; cells finished earlier were read back)\n"
             f"command: python -m cli.reproduce {' '.join(argv)}\n")
-    out = Path(opts.output or Path("outputs") / "reproduce" / f"{opts.table}-{opts.task}.md")
+    out = Path(opts.output or Path("outputs") / "reproduce" / f"{opts.table}-{label}.md")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text)
     cells.client.log_text(cells.parent_id, text, f"{opts.table}.md")

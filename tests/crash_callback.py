@@ -17,3 +17,11 @@ class CrashOnFoldWhileEnvSet(pl.Callback):
         fold = os.environ.get("MATDL_CRASH_FOLD")
         if fold is not None and trainer.datamodule.hparams.fold == int(fold):
             raise RuntimeError(f"injected crash in fold {fold}")
+
+
+class CrashInSecondEpoch(pl.Callback):
+    """Raises at the first batch of epoch 1, after epoch 0's checkpoints were written (a kill to resume from)."""
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if trainer.current_epoch == 1:
+            raise RuntimeError("injected crash in epoch 1")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 
+import pytest
+
 from conftest import search_runs
 
 
@@ -74,3 +76,36 @@ def test_irnet_table_trains_rf_plain_and_both_irnets_per_oqmd_property_and_refus
     assert net["plain-17"]["params.net/init_args/shortcut"] == "none"
     assert net["plain-17"]["metrics.n_parameters"] < net["IRNet-17"]["metrics.n_parameters"] \
         < net["IRNet-48"]["metrics.n_parameters"]  # the shortcuts' projections, then depth
+
+
+def test_an_interrupted_cell_resumes_from_its_last_checkpoint_and_another_runs_are_moved_aside(workdir):
+    import mlflow
+
+    from cli.reproduce import Cells, resume_from, task_configs
+    from cli.train import main as train
+
+    uri = os.environ["MLFLOW_TRACKING_URI"]
+    args = task_configs("elemnet") + [
+        "--data.init_args.dataset=ssub", "--data.init_args.split=random", "--data.init_args.skip_bad_rows=true",
+        "--trainer.limit_train_batches=2", "--trainer.enable_progress_bar=false",
+        f"--trainer.logger.init_args.tracking_uri={uri}"]
+    cells, root = Cells("resume", ["x"], uri), workdir / "outputs" / "reproduce" / "resume"
+    run_id, _ = cells.cell("a")
+    args.append("--trainer.max_epochs=2")
+    # the cell crashed in its second epoch: its run is FAILED, the first epoch's last.ckpt is there
+    with pytest.raises(RuntimeError, match="injected crash in epoch 1"):
+        train(args + ["--trainer.callbacks+=crash_callback.CrashInSecondEpoch",
+                      f"--trainer.logger.init_args.run_id={run_id}", f"--trainer.default_root_dir={root / 'a'}"])
+    assert cells.client.get_run(run_id).info.status == "FAILED" and cells.cell("a") == (run_id, None)
+    assert resume_from(run_id, root / "a") == "last"
+    metrics = cells.train("a", args, root)
+    history = cells.client.get_metric_history(run_id, "val/mae")
+    assert [m.step for m in history] == sorted({m.step for m in history}) and len(history) == 2  # epoch 0 not redone
+    assert metrics["test/mae"] > 0 and cells.client.get_run(run_id).info.status == "FINISHED"
+    # another run's checkpoints in a cell's folder are kept aside, never resumed, never mixed with its best
+    best = sorted(p.name for p in (root / "a" / "checkpoints").iterdir())
+    other, _ = cells.cell("b")
+    assert resume_from(other, root / "a") is None
+    assert not (root / "a" / "checkpoints").exists()
+    assert sorted(p.name for p in (root / "a" / f"checkpoints-{run_id}").iterdir()) == best
+    assert mlflow.MlflowClient(uri).get_run(other).info.status == "RUNNING"

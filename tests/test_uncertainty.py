@@ -33,6 +33,27 @@ def test_scores_of_a_calibrated_and_an_overconfident_gaussian():
     assert tight["coverage_95"] < 0.70 and tight["nll"] > scores["nll"]
 
 
+def test_validation_scores_the_mc_dropout_mean_like_the_test_not_the_dropout_off_net():
+    from lightning_modules.nets import ElemNet
+    from lightning_modules.regression import PropertyRegressor
+
+    torch.manual_seed(0)
+    module = PropertyRegressor(ElemNet(n_features=4, stacks=[(32, 3, 0.5), (16, 3, 0.0)]), uncertainty="mc_dropout",
+                               mc_samples=16).eval()
+    x, y = torch.rand(256, 4), torch.randn(256, 1)
+    torch.manual_seed(1)
+    mean, _ = module.predict_with_std(x)
+    with torch.no_grad():
+        off = module.net(x)
+    assert not torch.allclose(mean, off, atol=1e-5)  # a ReLU stack after dropout: the two differ
+    torch.manual_seed(1)
+    with pytest.warns(UserWarning, match="self.log"):  # no trainer attached: the metric is still updated
+        module._step((x, y), module.val_metrics, "val")
+    val_mae = module.val_metrics.compute()["val/mae"].item()
+    assert val_mae == pytest.approx((mean - y).abs().mean().item(), rel=1e-6)
+    assert val_mae != pytest.approx((off - y).abs().mean().item(), rel=1e-6)
+
+
 def test_ensemble_members_are_new_draws_that_keep_embedding_tables():
     net = Roost(element_embedding="mat2vec", width=16, n_layers=1, heads=1, hidden=32, pool_heads=1, head=(32,))
     members = ensemble_members(net, 3, seed=0)
