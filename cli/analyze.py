@@ -5,6 +5,9 @@ The dissertation's activation analysis (3.3.8, 5.3.8; Fig. 3.6, 5.8, 5.9) for an
 - **PCA of the activations** of chosen hidden layers (``--layers``; the k-th ReLU of the net is hidden
   layer k) for the single elements, and for the AB compounds of the group I and II metals with S and Cl
   (Li2S, LiCl, MgS, MgCl2, ...): does a layer separate chemistry (group, anion) it was never told?
+- **Dropout off vs on** (``--shift``, SSUB by default): for nets with dropout, the MAE and the slope
+  against the targets of the dropout-off prediction and of the mean of 30 dropout-on passes (ElemNet's
+  dropout-off output shrinks towards zero; see ``PropertyRegressor.predict_with_std``).
 - **Metal vs non-metal from the activations**: logistic regression on each hidden layer's activations
   (standardised), scored by the ROC AUC over ``--folds`` stratified folds, on ``--samples``
   compositions of ``mp_is_metal`` (crabnet wheel, Materials Project; compositions whose polymorphs
@@ -88,6 +91,34 @@ def metal_labels(samples: int, seed: int = 0) -> tuple[list[str], np.ndarray]:
     first = first[lo[keys[first]] == hi[keys[first]]]  # unanimous compositions, one row each
     chosen = np.random.default_rng(seed).permutation(first)[:samples]
     return list(formulas[chosen]), labels[chosen].astype(int)
+
+
+def dropout_shift(module, x: torch.Tensor, y: torch.Tensor, samples: int = 30, seed: int = 0) -> dict[str, float]:
+    """Dropout-off prediction against the mean of ``samples`` dropout-on passes, on targets ``y``: the MAE and
+    the least-squares slope against ``y`` of each (1 = no shrinkage). Empty for a net without dropout."""
+    from lightning_modules.uncertainty import dropout_layers
+
+    layers = dropout_layers(module.net)
+    if not layers:
+        return {}
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        module.net.eval()
+        off = module.net(x).reshape(-1).double()
+        try:
+            for m in layers:
+                m.train()
+            mean = torch.stack([module.net(x).reshape(-1) for _ in range(samples)]).mean(0).double()
+        finally:
+            module.net.eval()
+    y = y.reshape(-1).double()
+    centred = y - y.mean()
+
+    def slope(p):
+        return float((centred * (p - p.mean())).sum() / (centred * centred).sum())
+
+    return {"mae_off": float((off - y).abs().mean()), "mae_mean": float((mean - y).abs().mean()),
+            "slope_off": slope(off), "slope_mean": slope(mean)}
 
 
 def layer_auc(features: np.ndarray, labels: np.ndarray, folds: int, seed: int = 0) -> float:
@@ -182,6 +213,8 @@ def main(argv: list[str] | None = None) -> dict[str, list[float]]:
     ap.add_argument("--layers", default="1,4,7,10,13,16", help="hidden layers for the PCA plots")
     ap.add_argument("--samples", type=int, default=4000, help="mp_is_metal compositions for the AUC")
     ap.add_argument("--folds", type=int, default=5)
+    ap.add_argument("--shift", default="ssub", help="dataset on which dropout-off and dropout-on-mean predictions "
+                    "are compared (every parsable row; 'none' skips)")
     args = ap.parse_args(argv)
     models = parse_models(args.model)
     pca_layers = [int(k) for k in args.layers.split(",")]
@@ -192,6 +225,13 @@ def main(argv: list[str] | None = None) -> dict[str, list[float]]:
     experiment_id = experiment.experiment_id if experiment else client.create_experiment("analysis")
     run_id = client.create_run(experiment_id, run_name=f"analyze-{args.task}").info.run_id
     curves: dict[str, list[float]] = {}
+    shifts: dict[str, dict[str, float]] = {}
+    if args.shift != "none":
+        from datamodules.sources.readers import read_table
+        from datamodules.sources.registry import dataset_files
+
+        path = dataset_files(args.shift)["all"]
+        shift_table = read_table(path, skip_bad=True)
     try:
         for key, value in (("models", args.model), ("samples", args.samples), ("folds", args.folds)):
             client.log_param(run_id, key, str(value)[:6000])
@@ -210,6 +250,13 @@ def main(argv: list[str] | None = None) -> dict[str, list[float]]:
                 plots.append(pca_plot({f"layer {k}": acts["ab"][k] for k in layers},
                                       [f"{g}, {a}" for g, a in zip(ab_groups, ab_anions)], ab,
                                       f"{label}: group I/II with S, Cl", Path(tmp) / f"pca_ab_{label}.png"))
+                if args.shift != "none":
+                    x, parsed = datamodule.featurize_formulas(shift_table.formulas, skip_bad=True, source=str(path))
+                    y = torch.as_tensor(np.asarray(shift_table.targets, dtype=np.float32)[parsed.ok])
+                    if shift := dropout_shift(module, x, y):
+                        shifts[label] = {"n": float(len(y)), **shift}
+                        for key, value in shift.items():
+                            client.log_metric(run_id, f"shift/{label}/{key}", value)
                 curves[label] = []
                 for k, features in enumerate(acts["metal"]):
                     auc = layer_auc(features, metal_y, args.folds)
@@ -224,6 +271,13 @@ def main(argv: list[str] | None = None) -> dict[str, list[float]]:
                      for k in range(max(map(len, curves.values())))]
             text = (f"Metal vs non-metal ROC AUC, logistic regression on layer activations, {len(metal_y)} "
                     f"mp_is_metal compositions, {args.folds}-fold CV (layer 0 = input)\n\n" + "\n".join(rows) + "\n")
+            if shifts:
+                text += (f"\nDropout off vs the mean of 30 dropout-on passes on every parsable row of {args.shift} "
+                         "(MAE in the target's unit; slope of the predictions against the targets, 1 = no shrinkage)"
+                         "\n\n| model | rows | MAE dropout off | MAE mean | slope dropout off | slope mean |\n"
+                         "|---|---|---|---|---|---|\n" + "".join(
+                             f"| {label} | {v['n']:.0f} | {v['mae_off']:.4f} | {v['mae_mean']:.4f} | "
+                             f"{v['slope_off']:.3f} | {v['slope_mean']:.3f} |\n" for label, v in shifts.items()))
             client.log_text(run_id, text, "metal_auc.md")
             print(text)
     except BaseException:

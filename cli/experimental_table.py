@@ -5,7 +5,8 @@ enthalpies (SSUB, Jha et al., Nat. Commun. 10, 5316 (2019), Table 5.4). Models a
 dataset they were trained on and by how: from scratch (SC) or fine-tuned from another run (TL, the
 ``transfer.source`` tag; learning-rate-0 "applied" runs are left out, they are the transfer table's
 middle column). A model trained on DFT data is scored on every cleaned SSUB composition; a model
-trained on SSUB itself is scored by its own held-out test fold (as the paper does). Each cell is the
+trained on SSUB itself is scored by its own held-out test fold (as the paper does). Models that predict
+by a mean (MC dropout, ensembles) have rows of their own. Each cell is the
 mean ± std of the MAE over the group's models, with their count; nothing is trained here, so train
 first (``make train TASK=elemnet``, ``make reproduce TABLE=transfer``, ``--data.init_args.dataset=mp_e_form`` ...).
 """
@@ -69,6 +70,13 @@ def score_on(run_id: str, tracking_uri: str, fractions: np.ndarray, targets: np.
     return float(np.abs(pred - targets).mean())
 
 
+def prediction(params: dict[str, str]) -> str:
+    """How a run's model predicts: '' for one pass, else the predictive mean it was scored by."""
+    kind = params.get("uncertainty", "none")
+    return {"none": "", "mc_dropout": f"mean of {params.get('mc_samples', '30')} dropout-on passes",
+            "ensemble": f"mean of {params.get('ensemble_size', '5')} ensemble members"}.get(kind, kind)
+
+
 def experimental_table(opts: argparse.Namespace, extra: list[str], cells, task_configs) -> str:
     client, uri = cells.client, cells.client.tracking_uri
     fractions, targets = experimental_compositions()
@@ -88,22 +96,24 @@ def experimental_table(opts: argparse.Namespace, extra: list[str], cells, task_c
         dataset = params["dataset"]
         mae = (run.data.metrics["test/mae"] if dataset == EXPERIMENTAL  # its held-out fold
                else score_on(run.info.run_id, uri, fractions, targets))
-        groups.setdefault((dataset, arm), []).append(mae)
+        groups.setdefault((prediction(params), dataset, arm), []).append(mae)
     lines = [f"{net} models in this MLflow store scored on the experimental formation enthalpies ({EXPERIMENTAL}: "
              f"{len(targets):,} distinct compositions; the paper's 1,963 rows keep duplicates). MAE in eV/atom, "
              "mean ± std over the models of a group (n: how many); models trained on the experimental data are "
              "scored on their own held-out folds. Published: Table 5.4 (10-fold CV models, converged on a GPU).", "",
              "| training dataset | scratch (ours) | n | transfer (ours) | n | scratch (published) | transfer (published) |",
              "|---|---|---|---|---|---|---|"]
-    for dataset in sorted({d for d, _ in groups}, key=lambda d: (d == EXPERIMENTAL, d)):
+    for kind, dataset in sorted({(k, d) for k, d, _ in groups}, key=lambda kd: (kd[1] == EXPERIMENTAL, kd[1], kd[0])):
         cols = []
+        label = dataset + (f", {kind}" if kind else "")  # how the models predict (ElemNet: see predict_with_std)
         for arm in ("SC", "TL"):
-            mae = np.array(groups.get((dataset, arm), []))
+            mae = np.array(groups.get((kind, dataset, arm), []))
             cols += [mean_std(mae) if len(mae) else "—", str(len(mae))]
             if len(mae):
-                client.log_metric(cells.parent_id, f"{dataset}/{arm}/experimental_mae_mean", float(mae.mean()))
+                client.log_metric(cells.parent_id, f"{label.replace(', ', '/').replace(' ', '_')}/{arm}/experimental_mae_mean",
+                                  float(mae.mean()))
         published = PUBLISHED.get(dataset, ("—", "—"))
-        lines.append(f"| {dataset} | {' | '.join(cols)} | {published[0]} | {published[1]} |")
+        lines.append(f"| {label} | {' | '.join(cols)} | {published[0]} | {published[1]} |")
     if not groups:
         lines.append(f"| (no finished {net} run with a logged model: `make train TASK={opts.tasks[0]}` first) "
                      "| — | 0 | — | 0 | — | — |")
