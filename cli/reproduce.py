@@ -330,7 +330,7 @@ def main(argv: list[str] | None = None) -> str:
         cells.report_failure()
         raise
     wall = time.perf_counter() - start
-    # one file per table, tasks and dataset: Roost's transfer table does not overwrite ElemNet's, nor MP SSUB's
+    # one file per table, tasks and dataset: Roost's transfer table does not overwrite ElemNet's, nor MP's SSUB's
     label = "-".join([*opts.tasks] + ([str(opts.data["dataset"])] if opts.data.get("dataset") else []))
     text = (f"# make reproduce TABLE={opts.table} ({label})\n\n{body}\nhardware: {hardware()}\n"
             f"wall time: {wall / 60:.1f} min (this invocation; cells finished earlier were read back)\n"
