@@ -96,21 +96,15 @@ def metal_labels(samples: int, seed: int = 0) -> tuple[list[str], np.ndarray]:
 def dropout_shift(module, x: torch.Tensor, y: torch.Tensor, samples: int = 30, seed: int = 0) -> dict[str, float]:
     """Dropout-off prediction against the mean of ``samples`` dropout-on passes, on targets ``y``: the MAE and
     the least-squares slope against ``y`` of each (1 = no shrinkage). Empty for a net without dropout."""
-    from lightning_modules.uncertainty import dropout_layers
+    from lightning_modules.uncertainty import dropout_layers, mc_dropout_samples
 
-    layers = dropout_layers(module.net)
-    if not layers:
+    if not dropout_layers(module.net):
         return {}
     torch.manual_seed(seed)
     with torch.no_grad():
         module.net.eval()
         off = module.net(x).reshape(-1).double()
-        try:
-            for m in layers:
-                m.train()
-            mean = torch.stack([module.net(x).reshape(-1) for _ in range(samples)]).mean(0).double()
-        finally:
-            module.net.eval()
+        mean = mc_dropout_samples(module.net, x, samples).mean(0).reshape(-1).double()
     y = y.reshape(-1).double()
     centred = y - y.mean()
 

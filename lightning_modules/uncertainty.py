@@ -47,16 +47,21 @@ def _plain(module, x: torch.Tensor) -> tuple[torch.Tensor, None]:
     return module.net(x), None
 
 
-def _mc_dropout(module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    layers = dropout_layers(module.net)
+def mc_dropout_samples(net: nn.Module, x: torch.Tensor, samples: int) -> torch.Tensor:
+    """``samples`` passes of ``net`` over ``x`` with its dropout layers on (the rest as they are), stacked."""
+    layers = dropout_layers(net)
     modes = [m.training for m in layers]
     try:
         for m in layers:
             m.train()
-        samples = torch.stack([module.net(x) for _ in range(module.hparams.mc_samples)])
+        return torch.stack([net(x) for _ in range(samples)])
     finally:
         for m, mode in zip(layers, modes):
             m.train(mode)
+
+
+def _mc_dropout(module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    samples = mc_dropout_samples(module.net, x, module.hparams.mc_samples)
     return samples.mean(0), samples.std(0)
 
 
