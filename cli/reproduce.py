@@ -78,13 +78,12 @@ def resume_from(run_id: str, root: Path) -> str | None:
     cell goes on from its last epoch); checkpoints that another run left in ``root`` (a reproduction with
     other options, or a failed attempt whose run is gone) are moved to ``root/checkpoints-<that run>``:
     never resumed, never mixed with this run's ``best-*.ckpt``, never deleted."""
-    import torch
+    from cli.train import checkpoint_run_id
 
     checkpoints = root / "checkpoints"
     if not checkpoints.is_dir() or not any(checkpoints.iterdir()):
         return None
-    last = checkpoints / "last.ckpt"
-    owner = torch.load(last, map_location="cpu", weights_only=True).get("mlflow_run_id") if last.exists() else None
+    owner = checkpoint_run_id(checkpoints / "last.ckpt")
     if owner == run_id:
         return "last"
     aside = root / f"checkpoints-{owner or 'unknown'}"

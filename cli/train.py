@@ -78,12 +78,16 @@ class TaskCLI(LightningCLI):
         ckpt = self.config.get("ckpt_path")
         if not ckpt:
             return None
-        path = checkpoint_dir / "last.ckpt" if ckpt == "last" else Path(ckpt)
-        if not path.exists():
-            return None
-        import torch
+        return checkpoint_run_id(checkpoint_dir / "last.ckpt" if ckpt == "last" else Path(ckpt))
 
-        return torch.load(path, map_location="cpu", weights_only=True).get("mlflow_run_id")
+
+def checkpoint_run_id(path: Path) -> str | None:
+    """The MLflow run that wrote checkpoint ``path`` (callbacks.MLflowRunInfo records it), if it exists."""
+    if not path.exists():
+        return None
+    import torch
+
+    return torch.load(path, map_location="cpu", weights_only=True).get("mlflow_run_id")
 
 
 def _gpu_run(trainer) -> bool:
