@@ -126,6 +126,12 @@ class Cells:
                                      tags={"mlflow.parentRunId": self.parent_id, "reproduce.cell": name})
         return run.info.run_id, None
 
+    def training_seconds(self) -> float:
+        """The cells' own training (or forest fitting) seconds, summed over every cell of this reproduction."""
+        runs = self.client.search_runs([self.experiment_id], f"tags.`mlflow.parentRunId` = '{self.parent_id}'",
+                                       max_results=5000)
+        return sum(r.data.metrics.get("train_seconds", r.data.metrics.get("fit_seconds", 0.0)) for r in runs)
+
     def report_failure(self) -> None:
         """Mark the reproduction FAILED with how many of its cells finished (a rerun keeps those)."""
         runs = self.client.search_runs([self.experiment_id], f"tags.`mlflow.parentRunId` = '{self.parent_id}'")
@@ -332,7 +338,8 @@ def main(argv: list[str] | None = None) -> str:
     # one file per table, tasks and dataset: Roost's transfer table does not overwrite ElemNet's, nor MP's SSUB's
     label = "-".join([*opts.tasks] + ([str(opts.data["dataset"])] if opts.data.get("dataset") else []))
     text = (f"# make reproduce TABLE={opts.table} ({label})\n\n{body}\nhardware: {hardware()}\n"
-            f"wall time: {wall / 60:.1f} min (this invocation; cells finished earlier were read back)\n"
+            f"wall time: {wall / 60:.1f} min (this invocation; cells finished earlier were read back); "
+            f"the cells' training (a resumed cell: its last piece), summed: {cells.training_seconds() / 60:.1f} min\n"
             f"command: python -m cli.reproduce {' '.join(argv)}\n")
     out = Path(opts.output or Path("outputs") / "reproduce" / f"{opts.table}-{label}.md")
     out.parent.mkdir(parents=True, exist_ok=True)

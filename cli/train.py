@@ -113,13 +113,23 @@ def _mark(cli: TaskCLI, status: str) -> None:
                       f"`--ckpt_path last` continues the same run.", file=sys.stderr)
 
 
+def configured_tracking_uri(config) -> str | None:
+    """The MLflow store the run's config names (the first logger with a ``tracking_uri``)."""
+    loggers = config.trainer.logger if isinstance(config.trainer.logger, list) else [config.trainer.logger]
+    return next((lg.init_args.get("tracking_uri") for lg in loggers
+                 if getattr(lg, "init_args", None) is not None and lg.init_args.get("tracking_uri")), None)
+
+
 def build(args: list[str] | None = None) -> TaskCLI:
     """Parse and instantiate a run's classes without running it (raises on a bad option)."""
-    return TaskCLI(
+    cli = TaskCLI(
         model_class=None, datamodule_class=None, subclass_mode_model=True, subclass_mode_data=True,
         save_config_callback=MLflowSaveConfig, save_config_kwargs={"overwrite": True},
         run=False, args=args, parser_kwargs={"default_env": False},
     )
+    if hasattr(cli.model, "tracking_uri"):  # a transfer source is looked up in this store, logger or not
+        cli.model.tracking_uri = configured_tracking_uri(cli.config)
+    return cli
 
 
 def main(args: list[str] | None = None, extra_callbacks: list | None = None,

@@ -122,8 +122,8 @@ def _sweep_plot(fractions, means, stds, task) -> Path:
     for arm, marker in (("scratch", "o"), ("transfer", "s")):
         ax.errorbar([100 * f for f in fractions], means[arm], yerr=stds[arm], marker=marker, capsize=3, label=arm)
         ax.plot([10, 100], FIG_5_3[arm], ls=":", color="grey")
-    ax.set(xlabel="training set used (%)", ylabel="test MAE (eV/atom)", title=f"{task}: scratch vs transfer "
-           "(dotted: the paper's ends)")
+    ax.set(xlabel="training set used (%)", ylabel="test MAE (eV/atom)",
+           title=f"{task}: scratch vs transfer\n(dotted: the paper's end points)")
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)

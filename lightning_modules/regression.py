@@ -87,13 +87,17 @@ class PropertyRegressor(StagedMetrics, pl.LightningModule):
         self.test_pred, self.test_true, self.test_std = CatMetric(), CatMetric(), CatMetric()
         self.last_test_outputs: tuple[torch.Tensor, ...] | None = None  # (pred, true[, std])
         self.transferred_from: str | None = None
+        # where ``best:<dataset>`` looks when the trainer has no MLflow logger (fast_dev_run swaps it for a
+        # dummy): the CLI sets the configured store's URI, so the search never falls back to mlflow's default
+        self.tracking_uri: str | None = None
 
     def setup(self, stage: str) -> None:
         # before a resumed fit restores its checkpoint, which then overrides these weights
         if stage == "fit" and self.hparams.init_from:
             from lightning.pytorch.loggers import MLFlowLogger
 
-            uri = next((lg._tracking_uri for lg in self.trainer.loggers if isinstance(lg, MLFlowLogger)), None)
+            uri = next((lg._tracking_uri for lg in self.trainer.loggers if isinstance(lg, MLFlowLogger)),
+                       self.tracking_uri)
             nets = list(self.members) if self.members is not None else [self.net]
             self.transferred_from = load_net_weights(nets, self.hparams.init_from, uri)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 
 import pandas as pd
 import pytest
@@ -110,6 +111,8 @@ def test_reproduce_sweep_scores_both_arms_at_each_training_fraction(workdir):
     assert int(small["params.data/train_subsampled_to"]) == round(0.2 * int(small["params.data/n_train"]))
     assert pd.isna(cells.loc["elemnet_transfer-transfer-f1-fold1", "params.data/train_subsampled_to"])
     assert (workdir / "outputs" / "reproduce" / "sweep-elemnet_transfer.png").is_file()
+    summed = float(re.search(r"summed: ([0-9.]+) min", text).group(1))  # every cell's train_seconds, in minutes
+    assert summed == pytest.approx(cells["metrics.train_seconds"].sum() / 60, abs=0.051)
 
 
 def test_experimental_table_scores_dft_models_on_all_of_ssub_and_ssub_models_on_their_folds(workdir):
