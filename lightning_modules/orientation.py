@@ -26,6 +26,7 @@ from torch import nn
 from torchmetrics import CatMetric, MeanMetric, MinMetric
 
 from lightning_modules.regression import _cosine, _onecycle
+from lightning_modules.stages import check_resumed_schedule
 from materials.orientations import REPRESENTATIONS, disorientation, mseae, quaternion_to_euler
 
 
@@ -113,6 +114,7 @@ class OrientationRegressor(pl.LightningModule):
         self._log_epoch("train")
 
     def on_train_start(self):
+        check_resumed_schedule(self)
         self.val_mde_best.reset()
 
     def validation_step(self, batch, batch_idx):

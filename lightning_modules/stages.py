@@ -33,4 +33,31 @@ class StagedMetrics:
             self.log(f"{self.best_metric}_best", self.val_best.compute(), prog_bar=True)
 
     def on_train_start(self):
+        check_resumed_schedule(self)
         self.val_best.reset()
+
+
+def check_resumed_schedule(module) -> None:
+    """Stop before the first step, naming the checkpoint, when a resumed one-cycle schedule cannot cover
+    this run (it would fail mid-epoch with torch's ``Tried to step N times`` or ``KeyError: 'initial_lr'``).
+    A run resumed with fewer epochs than it started with keeps its schedule and just ends earlier."""
+    from torch.optim.lr_scheduler import OneCycleLR
+
+    trainer = module.trainer
+    if not trainer.ckpt_path:
+        return
+    for config in trainer.lr_scheduler_configs:
+        scheduler = config.scheduler
+        if not isinstance(scheduler, OneCycleLR):
+            continue
+        steps = trainer.estimated_stepping_batches
+        if "max_lr" not in scheduler.optimizer.param_groups[0]:
+            why = "was trained without a one-cycle learning-rate schedule"
+        elif steps > scheduler.total_steps:
+            why = (f"holds a one-cycle learning-rate schedule of {scheduler.total_steps} steps, and this run takes "
+                   f"{steps} (more epochs, or more data, than it started with)")
+        else:
+            continue
+        raise ValueError(f"cannot resume {trainer.ckpt_path}: it {why}. Resume it with its own max_epochs and "
+                         "data, or start a new run from its weights (--model.init_args.init_from=<checkpoint> "
+                         "for the regression tasks)")

@@ -128,6 +128,15 @@ def test_killed_run_is_marked_and_resumes_from_last_checkpoint(workdir):
     assert len(runs) == 1 and runs.iloc[0].status == "FINISHED"  # the same MLflow run, continued
 
 
+def test_resuming_beyond_the_one_cycle_schedule_stops_before_training_and_names_the_checkpoint(workdir):
+    main(task_args("elemnet", "--trainer.limit_val_batches=1", "--test_after_fit=false"))  # 1 epoch of 4 steps
+    last = workdir / "outputs" / "elemnet" / "checkpoints" / "last.ckpt"
+    with pytest.raises(ValueError, match=f"cannot resume {last}: .* schedule of 4 steps, and this run takes 12"):
+        main(task_args("elemnet", "--trainer.max_epochs=3", "--trainer.limit_val_batches=1", "--ckpt_path", "last"))
+    runs = search_runs(workdir, "oqmd_formation_enthalpy")
+    assert len(runs) == 1 and runs.iloc[0].status == "FAILED"  # the resumed run, marked; its epoch 0 is kept
+
+
 def test_crash_marks_the_run_failed(workdir):
     with pytest.raises(RuntimeError, match="injected crash"):
         main(task_args("elemnet", "--trainer.callbacks+=crash_callback.CrashAfterFirstEpoch"))
