@@ -15,7 +15,8 @@ The dissertation's activation analysis (3.3.8, 5.3.8; Fig. 3.6, 5.8, 5.9) for an
   one curve each, as in Figure 5.9.
 
 Everything goes into one MLflow run (experiment ``analysis``): ``plots/pca_*.png``,
-``plots/metal_auc.png``, ``metal_auc.md`` and a metric ``auc/<label>/layer<k>`` per layer.
+``plots/metal_auc.png``, ``analysis.md`` (the AUC table, and the dropout table with ``--shift``) and a
+metric ``auc/<label>/layer<k>`` per layer.
 """
 
 from __future__ import annotations
@@ -272,7 +273,7 @@ def main(argv: list[str] | None = None) -> dict[str, list[float]]:
                          "|---|---|---|---|---|---|\n" + "".join(
                              f"| {label} | {v['n']:.0f} | {v['mae_off']:.4f} | {v['mae_mean']:.4f} | "
                              f"{v['slope_off']:.3f} | {v['slope_mean']:.3f} |\n" for label, v in shifts.items()))
-            client.log_text(run_id, text, "metal_auc.md")
+            client.log_text(run_id, text, "analysis.md")
             print(text)
     except BaseException:
         client.set_terminated(run_id, "FAILED")

@@ -58,6 +58,6 @@ def check_resumed_schedule(module) -> None:
                    f"{steps} (more epochs, or more data, than it started with)")
         else:
             continue
-        raise ValueError(f"cannot resume {trainer.ckpt_path}: it {why}. Resume it with its own max_epochs and "
-                         "data, or start a new run from its weights (--model.init_args.init_from=<checkpoint> "
+        raise ValueError(f"cannot resume {trainer.ckpt_path}: it {why}. Resume it with the options it started "
+                         "with, or start a new run from its weights (--model.init_args.init_from=<checkpoint> "
                          "for the regression tasks)")

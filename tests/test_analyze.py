@@ -41,6 +41,8 @@ def test_analyze_two_checkpoints_logs_pca_plots_and_an_auc_curve_each(workdir):
     assert 0 < run["metrics.shift/scratch/slope_mean"] < 2
     artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(run.run_id, "plots")}
     assert {"plots/pca_elements_scratch.png", "plots/pca_ab_other.png", "plots/metal_auc.png"} <= artifacts
+    tables = mlflow.artifacts.load_text(f"runs:/{run.run_id}/analysis.md")
+    assert "ROC AUC" in tables and "slope dropout off" in tables
 
 
 def test_dropout_shift_is_none_for_linear_dropout_and_shows_relu_shrinkage():
