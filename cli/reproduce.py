@@ -126,15 +126,18 @@ class Cells:
                                      tags={"mlflow.parentRunId": self.parent_id, "reproduce.cell": name})
         return run.info.run_id, None
 
+    def runs(self) -> list:
+        """Every cell (nested run) of this reproduction, finished or not."""
+        return self.client.search_runs([self.experiment_id], f"tags.`mlflow.parentRunId` = '{self.parent_id}'",
+                                       max_results=5000)
+
     def training_seconds(self) -> float:
         """The cells' own training (or forest fitting) seconds, summed over every cell of this reproduction."""
-        runs = self.client.search_runs([self.experiment_id], f"tags.`mlflow.parentRunId` = '{self.parent_id}'",
-                                       max_results=5000)
-        return sum(r.data.metrics.get("train_seconds", r.data.metrics.get("fit_seconds", 0.0)) for r in runs)
+        return sum(r.data.metrics.get("train_seconds", r.data.metrics.get("fit_seconds", 0.0)) for r in self.runs())
 
     def report_failure(self) -> None:
         """Mark the reproduction FAILED with how many of its cells finished (a rerun keeps those)."""
-        runs = self.client.search_runs([self.experiment_id], f"tags.`mlflow.parentRunId` = '{self.parent_id}'")
+        runs = self.runs()
         done = sum(r.info.status == "FINISHED" for r in runs)
         self.client.set_tag(self.parent_id, "cells_finished", f"{done} of {len(runs)} started")
         self.client.set_terminated(self.parent_id, "FAILED")
