@@ -160,6 +160,9 @@ class StructureDataModule(SplitLoaders, pl.LightningDataModule):
                            for name, r in self.rows.items()}
             return
         x = torch.from_numpy(self._vectors(parsed, rows))
+        if h.representation == "magpie_voronoi":  # imputed with the training mean below: counted, not hidden
+            failed = torch.isnan(x[:, N_MAGPIE:]).all(dim=1).numpy()
+            self.cleaning_report["voronoi_failed"] = {name: int(failed[split == s].sum()) for s, name in enumerate(SPLITS)}
         if self.feature_mean is None:
             train_x = x[torch.from_numpy(split == 0)]
             self.feature_mean = torch.nanmean(train_x, dim=0)

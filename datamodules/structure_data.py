@@ -28,6 +28,7 @@ from materials.elements import N_ELEMENTS
 from materials.voronoi import N_VORONOI, voronoi_attributes
 
 CACHE_VERSION = 1
+VORONOI_VERSION = 2  # 2: sites wrapped into the cell before the tessellation
 CHUNK = 32
 
 
@@ -135,7 +136,7 @@ def voronoi_table(file: Path, parsed: dict, target_column: str, id_column: str =
     """
     n = len(parsed["ids"])
     rows = np.arange(n) if rows is None else np.asarray(rows)
-    folder = data_dir() / "cache" / "structures" / f"{file.stem}-{str(parsed['sha256'])[:16]}-voronoi-v{CACHE_VERSION}"
+    folder = data_dir() / "cache" / "structures" / f"{file.stem}-{str(parsed['sha256'])[:16]}-voronoi-v{VORONOI_VERSION}"
     needed = np.unique(rows // CHUNK)
     chunks: dict[int, np.ndarray] = {}
     missing = []

@@ -231,6 +231,37 @@ def test_voronoi_attributes_are_matminers(flla):
         assert np.allclose(values, ward2017_featurizer().featurize(structure), equal_nan=True)
 
 
+def test_voronoi_attributes_do_not_depend_on_the_cell_a_site_is_written_in(flla):
+    """Materials Project's CdSe (mp-1070) has a Cd at c = -3.1e-05, just outside its cell: pymatgen's
+    Voronoi polyhedra found no neighbours for it until the sites were wrapped into the cell."""
+    from materials.voronoi import voronoi_attributes, ward2017_featurizer, wrapped_into_cell
+
+    cdse = flla.structures[flla.ids.index("mp-1070")]
+    assert (cdse.frac_coords < 0).any()
+    values = voronoi_attributes(cdse)
+    assert np.isfinite(values).all()
+    assert np.allclose(values, ward2017_featurizer().featurize(wrapped_into_cell(cdse)))
+    moved = cdse.copy()
+    moved.translate_sites([0, 2], [1, 0, -2], frac_coords=True, to_unit_cell=False)  # same crystal
+    assert np.allclose(voronoi_attributes(moved), values)
+    assert np.all((wrapped_into_cell(moved).frac_coords >= 0) & (wrapped_into_cell(moved).frac_coords < 1))
+
+
+def test_a_crystal_without_voronoi_attributes_is_counted_in_the_cleaning_report(tmp_path, flla, monkeypatch):
+    """PbS (mp-557719) gives an infinite Voronoi vertex even wrapped: its attributes are imputed and counted."""
+    from datamodules.structure import StructureDataModule
+
+    monkeypatch.setenv("MATDL_DATA_DIR", str(tmp_path / "data"))
+    picks = [flla.ids.index(i) for i in ("mp-557719", "mp-1070")] + list(range(6))
+    rows = [[flla.ids[i], str(flla.structures[i].as_dict()), flla.targets[i]] for i in picks]
+    dm = StructureDataModule(dataset=str(_write_csv(tmp_path / "d.csv", rows)), target_column="target",
+                             representation="magpie_voronoi", split="random", test_fraction=0.25, n_jobs=1)
+    dm.setup()
+    assert sum(dm.cleaning_report["voronoi_failed"].values()) == 1
+    x = torch.cat([dm.splits[s].tensors[0] for s in ("train", "val", "test")])
+    assert torch.isfinite(x).all()
+
+
 def test_polymorph_metrics_score_the_right_rows(workdir):
     """test/mae_polymorphs and test/mae_unique_formula equal the errors of the marked test rows, computed
     here from the module's test predictions (several test batches)."""
