@@ -56,9 +56,10 @@ class CrossValidation:
         self.experiment_id = (experiment.experiment_id if experiment
                               else self.client.create_experiment(logger_args.experiment_name))
         self.key = hashlib.sha256("\0".join([task, learner, str(folds), *args]).encode()).hexdigest()[:16]
-        # checkpoints of this cross-validation only: another one (other options) never resumes from them
-        self.root = Path(probe.config.trainer.default_root_dir) / f"cv-{learner}-{self.key}"
         self.parent_id = self._parent()
+        # checkpoints of this cross-validation only: another one (other options, or the same options
+        # again after this one finished) never resumes from them
+        self.root = Path(probe.config.trainer.default_root_dir) / f"cv-{learner}-{self.key}" / self.parent_id[:12]
 
     def _parent(self) -> str:
         unfinished = self.client.search_runs([self.experiment_id], f"tags.`cv.key` = '{self.key}'",

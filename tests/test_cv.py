@@ -49,7 +49,8 @@ def test_folds_nest_under_a_parent_and_a_crashed_cv_resumes(workdir, monkeypatch
 
 
 def test_cross_validations_with_other_options_keep_their_checkpoints_apart(workdir):
-    """A fold resumes from its own last checkpoint, never from one a cross-validation with other options left."""
+    """A fold resumes from its own last checkpoint, never from one that a cross-validation with other options,
+    or a finished one with the same options, left."""
     from cli.cv import CrossValidation
 
     def cv(*extra):
@@ -58,6 +59,9 @@ def test_cross_validations_with_other_options_keep_their_checkpoints_apart(workd
     first, other, again = cv("--trainer.max_epochs=2"), cv("--trainer.max_epochs=3"), cv("--trainer.max_epochs=2")
     assert first.root != other.root and first.parent_id != other.parent_id
     assert again.root == first.root and again.parent_id == first.parent_id
+    first.client.set_terminated(first.parent_id, "FINISHED")  # the same options once more, after it finished:
+    after = cv("--trainer.max_epochs=2")                       # a new run that trains afresh
+    assert after.parent_id != first.parent_id and after.root != first.root
 
 
 def test_random_forest_cross_validation(workdir):
