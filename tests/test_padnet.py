@@ -176,13 +176,16 @@ def test_cross_validation_of_a_classifier_nests_folds_with_accuracy_and_a_summed
 
 def test_reproduce_writes_the_figure_7_7_grid(workdir):
     from cli.reproduce import main
-    from conftest import task_args
+    from conftest import search_runs, task_args
 
     args = task_args("padnet", "--trainer.max_epochs=1")[4:]  # the task's configs are the table's own
     text = main(["padnet", "--folds", "2", "--train-inputs", "I-CS", "--filters", "frozen", "--output",
                  str(workdir / "fig.md"), "--", *args])
     assert "| frozen | I-CS |" in text and "hardware:" in text and "wall time" in text
     assert (workdir / "fig.md").read_text() == text
+    runs = search_runs(workdir, "reproduce")
+    cells = runs[runs["tags.reproduce.cell"].notna()]  # 2 folds x 1 filter kind x 1 train input
+    assert len(cells) == 2 and (cells["metrics.train_seconds"] > 0).all()  # summed in the "wall time" line
 
 
 def test_bench_xrd_reports_rates(workdir):
