@@ -160,9 +160,15 @@ class Cells:
                             *resume])
         if cli.trainer.interrupted:
             raise KeyboardInterrupt
-        self.client.log_metric(run_id, "train_seconds", time.perf_counter() - start)
+        seconds = time.perf_counter() - start
+        try:
+            extra = after(cli) if after else {}
+        except BaseException:
+            _mark(cli, "FAILED")
+            raise
+        self.client.log_metric(run_id, "train_seconds", seconds)
         self.client.log_metric(run_id, "n_parameters", sum(p.numel() for p in cli.model.parameters()))
-        for key, value in (after(cli) if after else {}).items():
+        for key, value in extra.items():
             self.client.log_metric(run_id, key, value)
         _mark(cli, "FINISHED")
         return self.client.get_run(run_id).data.metrics
@@ -180,11 +186,25 @@ class Cells:
         return self.client.get_run(run_id).data.metrics
 
 
+def test_every_input(cli) -> dict[str, float]:
+    """A Fig. 7.7 cell's accuracy on each test input (I, I-MF, I-CS) with the best checkpoint; the 1D
+    baselines are left out (one train input, one baseline: ``make cv TASK=padnet`` scores them)."""
+    from callbacks.xrd_baselines import XRDBaselines
+    from materials.xrd_background import INPUTS
+
+    cli.trainer.callbacks[:] = [c for c in cli.trainer.callbacks if not isinstance(c, XRDBaselines)]
+    best = None if cli.trainer.fast_dev_run else "best"
+    accuracy = {}
+    for test_input in INPUTS:
+        cli.datamodule.set_test_input(test_input)
+        metrics = cli.trainer.test(cli.model, datamodule=cli.datamodule, ckpt_path=best, verbose=False)[0]
+        accuracy[f"grid/test_{test_input}/acc"] = float(metrics["test/acc"])
+    return accuracy
+
+
 def padnet_figure_7_7(opts: argparse.Namespace, extra: list[str], cells: Cells) -> str:
     """Fig. 7.7: accuracy over ``opts.folds`` stratified folds for train input × test input × filters."""
-    from callbacks.xrd_baselines import XRDBaselines
     from cli.cv import fold_args
-    from cli.train import _mark, build
     from materials.xrd_background import INPUTS
 
     config = task_configs(opts.task, opts.profile)
@@ -193,31 +213,11 @@ def padnet_figure_7_7(opts: argparse.Namespace, extra: list[str], cells: Cells) 
         for filters in opts.filters:
             for train_input in opts.train_inputs:
                 name = f"fold{fold}-{filters}-train_{train_input}"
-                run_id, done = cells.cell(name)
-                root = Path("outputs") / "reproduce" / opts.task / name
-                if done is None:
-                    args = fold_args(config + extra, opts.folds, fold) + [
-                        f"--data.init_args.train_input={train_input}", "--data.init_args.test_input=I",
-                        f"--model.init_args.net.init_args.trainable_filters={filters == 'trainable'}",
-                        f"--trainer.logger.init_args.run_id={run_id}",
-                        f"--trainer.default_root_dir={root}"]
-                    cli = build(args)
-                    cli.trainer.callbacks[:] = [c for c in cli.trainer.callbacks if not isinstance(c, XRDBaselines)]
-                    try:
-                        start = time.perf_counter()
-                        cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=resume_from(run_id, root))
-                        done = {"train_seconds": time.perf_counter() - start}  # of this invocation, as Cells.train
-                        best = None if cli.trainer.fast_dev_run else "best"
-                        for test_input in INPUTS:
-                            cli.datamodule.set_test_input(test_input)
-                            metrics = cli.trainer.test(cli.model, datamodule=cli.datamodule, ckpt_path=best,
-                                                       verbose=False)[0]
-                            done[f"grid/test_{test_input}/acc"] = float(metrics["test/acc"])
-                        cli.trainer.logger.log_metrics(done)
-                        _mark(cli, "FINISHED")
-                    except BaseException:
-                        _mark(cli, "FAILED")
-                        raise
+                args = fold_args(config + extra, opts.folds, fold) + [
+                    f"--data.init_args.train_input={train_input}", "--data.init_args.test_input=I",
+                    f"--model.init_args.net.init_args.trainable_filters={filters == 'trainable'}",
+                    "--test_after_fit=false"]
+                done = cells.train(name, args, Path("outputs") / "reproduce" / opts.task, after=test_every_input)
                 for test_input in INPUTS:
                     results.setdefault((filters, train_input, test_input), []).append(done[f"grid/test_{test_input}/acc"])
     lines = [f"Figure 7.7 ({opts.task}): test accuracy, mean ± std over {opts.folds} stratified folds", "",

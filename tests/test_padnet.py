@@ -186,6 +186,10 @@ def test_reproduce_writes_the_figure_7_7_grid(workdir):
     runs = search_runs(workdir, "reproduce")
     cells = runs[runs["tags.reproduce.cell"].notna()]  # 2 folds x 1 filter kind x 1 train input
     assert len(cells) == 2 and (cells["metrics.train_seconds"] > 0).all()  # summed in the "wall time" line
+    assert (cells["status"] == "FINISHED").all()
+    for test_input in ("I", "I-MF", "I-CS"):  # each cell tested on every input
+        assert cells[f"metrics.grid/test_{test_input}/acc"].between(0, 1).all()
+    assert not any(c.startswith("metrics.test/baseline/") for c in cells.columns)  # the 1D baselines: make cv only
 
 
 def test_bench_xrd_reports_rates(workdir):
