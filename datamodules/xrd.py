@@ -11,7 +11,8 @@ Splits are stratified by class: ``kfold`` makes fold ``fold`` of ``n_folds`` the
 paper's 10-fold CV: ~160 / ~18 samples) and holds out ``val_fraction`` of the rest per class for
 early stopping; a class that cannot be in a fold's training part stops the run with its name.
 Batches are ``(frames, composition, label)`` with frames of the chosen input ``I``, ``I-MF`` or
-``I-CS`` (``train_input`` for training and validation, ``test_input`` for testing).
+``I-CS`` (``train_input`` for training and validation, ``test_input`` for testing); ``train_input:
+mixed`` trains on all three at once (:class:`TrainingFrames`).
 """
 
 from __future__ import annotations
@@ -31,21 +32,33 @@ from materials.xrd_background import INPUTS, background, background_removed
 from materials.xrd_geometry import preset as instrument
 
 Input = Literal["I", "I-MF", "I-CS"]
+TrainInput = Literal["I", "I-MF", "I-CS", "mixed"]
 
 
-class MirroredRows(TensorRows):
-    """Training rows of (frames, composition, label); each frame of a batch is mirrored about the scattering
-    plane with probability 1/2 (seeded). The PONI sits at the detector centre, so the mirror image is the same
-    rings seen from the other side of the plane: a physically valid frame of the same sample."""
+class TrainingFrames(TensorRows):
+    """Training rows of (frames, composition, label), varied per batch by a seeded generator.
 
-    def __init__(self, *tensors: torch.Tensor, axis: int, seed: int = 0):
+    - ``frames`` of shape (n, k, n_frames, H, W) hold k inputs of each sample (``train_input: mixed``: I,
+      I − MF and I − CS): each sample of a batch is shown as one of them, drawn at random, so one net learns
+      to classify raw and background-removed frames alike.
+    - ``mirror_axis``: each frame is mirrored about the scattering plane with probability 1/2. The PONI sits at
+      the detector centre, so the mirror image is the same rings seen from the other side of the plane: a
+      physically valid frame of the same sample.
+    """
+
+    def __init__(self, *tensors: torch.Tensor, mirror_axis: int | None, seed: int = 0):
         super().__init__(*tensors)
-        self.axis, self.generator = axis, torch.Generator().manual_seed(seed)
+        self.axis, self.generator = mirror_axis, torch.Generator().manual_seed(seed)
 
     def __getitem__(self, rows):
         frames, composition, label = super().__getitem__(rows)
-        flip = (torch.rand(len(frames), generator=self.generator) < 0.5).to(frames.device)
-        return torch.where(flip[:, None, None, None], frames.flip(self.axis), frames), composition, label
+        if frames.ndim == 5:
+            pick = torch.randint(frames.shape[1], (len(frames),), generator=self.generator).to(frames.device)
+            frames = frames[torch.arange(len(frames), device=frames.device), pick]
+        if self.axis is not None:
+            flip = (torch.rand(len(frames), generator=self.generator) < 0.5).to(frames.device)
+            frames = torch.where(flip[:, None, None, None], frames.flip(self.axis), frames)
+        return frames, composition, label
 
 
 def validate_library(frames: np.ndarray, composition: np.ndarray, labels: np.ndarray, n_frames: int,
@@ -144,27 +157,29 @@ class XRDFramesDataModule(SplitLoaders, pl.LightningDataModule):
         n_samples, frame_size, spottiness, peak_counts, background_counts: the simulated library
             (:class:`datamodules.simulate.xrd.XRDDatasetSpec`); 177 samples as the paper; 2048 px is the paper's frame.
         background_filter: f of the MF/CS filters in pixels; default 200 px at 2048², scaled to the frame size.
-        train_input / test_input: ``I``, ``I-MF`` or ``I-CS`` (Fig. 7.7's train and test inputs).
+        train_input / test_input: ``I``, ``I-MF`` or ``I-CS`` (Fig. 7.7's train and test inputs); ``train_input:
+            mixed`` trains on all three (each training sample drawn as one of them per batch, the validation set
+            holds every sample in each), for a net that classifies raw and background-removed frames alike.
         split: ``kfold`` (``n_folds``, ``fold``) or ``random`` (``test_fraction``); ``val_fraction`` of the rest is
             the validation set, per class.
         train_fraction: train on only this seeded share of the training samples (quick runs).
-        augment: mirror training frames about the scattering plane at random (:class:`MirroredRows`).
+        augment: mirror training frames about the scattering plane at random (:class:`TrainingFrames`).
         data_device: ``auto`` keeps the frames on the training device, ``cpu`` in host memory.
     """
 
     def __init__(self, preset: Literal["SLAC", "NIST"] = "SLAC", dataset: str = "simulated", n_samples: int = 177,
                  frame_size: int = 256, spottiness: float = 1.0, peak_counts: float | None = None,
                  background_counts: float | None = None, simulation_seed: int = 0, background_filter: int | None = None,
-                 train_input: Input = "I", test_input: Input = "I", split: Literal["kfold", "random"] = "kfold",
+                 train_input: TrainInput = "I", test_input: Input = "I", split: Literal["kfold", "random"] = "kfold",
                  n_folds: int = 10, fold: int = 0, val_fraction: float = 0.1, test_fraction: float = 0.1,
                  seed: int = 0, batch_size: int = 8, eval_batch_size: int = 32, train_fraction: float = 1.0,
                  augment: bool = True, data_device: Literal["auto", "cpu"] = "auto"):
         super().__init__()
         self.save_hyperparameters()
         self.instrument = instrument(preset)
-        for name, value in (("train_input", train_input), ("test_input", test_input)):
-            if value not in INPUTS:
-                raise ValueError(f"{name} must be one of {INPUTS}, got {value!r}")
+        for name, value, allowed in (("train_input", train_input, INPUTS + ("mixed",)), ("test_input", test_input, INPUTS)):
+            if value not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
         self.spec = XRDDatasetSpec(preset, n_samples, frame_size, simulation_seed, spottiness=spottiness,
                                    peak_counts=peak_counts, background_counts=background_counts)
         self.class_names: tuple[str, ...] = CLASS_NAMES
@@ -297,12 +312,23 @@ class XRDFramesDataModule(SplitLoaders, pl.LightningDataModule):
             mf = cs = h[kind[2:]][rows]
         return background_removed(raw, mf, cs, kind)
 
-    def _split_arrays(self, data: dict[str, np.ndarray], rows: np.ndarray, kind: str, source: str) -> dict:
+    def _split_arrays(self, data: dict[str, np.ndarray], rows: np.ndarray, kind: str, source: str,
+                      stacked: bool = False) -> dict:
+        """Frames of ``rows`` as input ``kind``; ``mixed``: every input of each sample, stacked on axis 1 (the
+        training set, :class:`TrainingFrames` draws one) or ``stacked=False``, one row per sample and input."""
         raw = self._raw(rows)
         validate_library(raw, data["composition"][rows], data["label"][rows], self.n_frames, len(self.class_names),
                          source, self.hparams.preset, sample_ids=rows)
-        return {"frames": self._as_input(raw, rows, kind), "composition": data["composition"][rows].astype(np.float32),
-                "label": data["label"][rows].astype(np.int64), "rows": rows}
+        arrays = {"frames": None, "composition": data["composition"][rows].astype(np.float32),
+                  "label": data["label"][rows].astype(np.int64), "rows": rows}
+        if kind != "mixed":
+            arrays["frames"] = self._as_input(raw, rows, kind)
+        elif stacked:
+            arrays["frames"] = np.stack([self._as_input(raw, rows, k) for k in INPUTS], 1)
+        else:
+            arrays = {k: np.concatenate([self._as_input(raw, rows, i) for i in INPUTS]) if k == "frames" else
+                      np.concatenate([v] * len(INPUTS)) for k, v in arrays.items()}
+        return arrays
 
     def setup(self, stage: str | None = None):
         if self.arrays:
@@ -316,12 +342,13 @@ class XRDFramesDataModule(SplitLoaders, pl.LightningDataModule):
             keep = max(2, round(h.train_fraction * len(self.parts["train"])))
             self.parts["train"] = np.sort(np.random.default_rng(h.seed).permutation(self.parts["train"])[:keep])
         self._data, self._source = data, source
-        self.arrays = {split: self._split_arrays(data, rows, h.test_input if split == "test" else h.train_input, source)
+        self.arrays = {split: self._split_arrays(data, rows, h.test_input if split == "test" else h.train_input, source,
+                                                 stacked=split == "train")
                        for split, rows in self.parts.items()}
         labels = np.asarray(data["label"]).astype(np.int64)
         self.cleaning_report = {"source": source, "class_names": list(self.class_names),
                                 "class_counts": np.bincount(labels, minlength=self.n_classes).tolist(),
-                                "sizes": {s: len(a["label"]) for s, a in self.arrays.items()},
+                                "sizes": {s: len(rows) for s, rows in self.parts.items()},
                                 "train_input": h.train_input, "test_input": h.test_input,
                                 "background_filter": self.filter_size if self._needs_background() else None}
         self.splits = {s: self._tensors(a, train=s == "train") for s, a in self.arrays.items()}
@@ -329,9 +356,9 @@ class XRDFramesDataModule(SplitLoaders, pl.LightningDataModule):
     def _tensors(self, arrays: dict, train: bool = False) -> TensorRows:
         device = data_device(self)
         tensors = [torch.from_numpy(arrays[k]).to(device) for k in ("frames", "composition", "label")]
-        if train and self.hparams.augment:
+        if train and (self.hparams.augment or tensors[0].ndim == 5):
             axis = -1 if self.instrument.frames[0].axis == "vertical" else -2  # the columns / rows across the plane
-            return MirroredRows(*tensors, axis=axis, seed=self.hparams.seed)
+            return TrainingFrames(*tensors, mirror_axis=axis if self.hparams.augment else None, seed=self.hparams.seed)
         return TensorRows(*tensors)
 
     def set_test_input(self, kind: str) -> None:

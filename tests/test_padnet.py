@@ -133,6 +133,46 @@ def test_user_file_goes_through_the_same_checks(tmp_path):
         XRDFramesDataModule(preset="NIST", dataset=str(tmp_path / "one.npz"), n_folds=3).setup()
 
 
+@pytest.mark.parametrize("augment", [False, True])
+def test_mixed_training_input_shows_each_sample_as_raw_or_background_removed(tmp_path, augment):
+    from materials.xrd_background import background, background_removed
+
+    frames, composition, labels = _library()
+    path = tmp_path / "lib.npz"
+    np.savez(path, frames=frames, composition=composition, label=labels)
+    dm = XRDFramesDataModule(dataset=str(path), n_folds=3, train_input="mixed", test_input="I-CS",
+                             background_filter=5, augment=augment)
+    dm.setup()
+    inputs = {}
+    for split, rows in dm.parts.items():
+        mf, cs = background(frames[rows].astype(np.float32), 5)
+        inputs[split] = np.stack([background_removed(frames[rows], mf, cs, k) for k in ("I", "I-MF", "I-CS")], 1)
+    n_train, n_val = len(dm.parts["train"]), len(dm.parts["val"])
+    assert dm.arrays["train"]["frames"].shape == (n_train, 3, 1, 16, 16)
+    np.testing.assert_allclose(dm.arrays["train"]["frames"], inputs["train"], rtol=1e-6)
+    # validation: every sample once per input, labels repeated alongside
+    val = dm.arrays["val"]
+    assert val["frames"].shape == (3 * n_val, 1, 16, 16) and dm.cleaning_report["sizes"]["val"] == n_val
+    np.testing.assert_allclose(val["frames"], inputs["val"].swapaxes(0, 1).reshape(-1, 1, 16, 16), rtol=1e-6)
+    np.testing.assert_array_equal(val["label"], np.tile(labels[dm.parts["val"]], 3))
+    np.testing.assert_allclose(dm.arrays["test"]["frames"], inputs["test"][:, 2], rtol=1e-6)  # I-CS only
+    # training batches: each sample drawn as one of its inputs (mirrored or not), every input drawn
+    seen = np.zeros((n_train, 3), bool)
+    for _ in range(8):
+        x, c, y = dm.splits["train"][torch.arange(n_train)]
+        assert x.shape == (n_train, 1, 16, 16)
+        np.testing.assert_array_equal(y.numpy(), labels[dm.parts["train"]])
+        for i in range(n_train):
+            views = [inputs["train"][i, k] for k in range(3)]
+            views += [v[..., ::-1] for v in views] if augment else []
+            match = [np.allclose(x[i].numpy(), v, rtol=1e-6) for v in views]
+            assert any(match), i
+            seen[i, [k % 3 for k, m in enumerate(match) if m]] = True
+    assert seen.any(0).all() and seen.sum() > n_train  # all three inputs appear; samples vary between batches
+    with pytest.raises(ValueError, match="test_input must be one of"):
+        XRDFramesDataModule(dataset=str(path), test_input="mixed")
+
+
 def test_1d_baseline_runs_on_a_tiny_generated_library():
     from callbacks.xrd_baselines import baseline_scores, pattern_features
 
