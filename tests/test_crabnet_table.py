@@ -109,3 +109,11 @@ def test_an_interrupted_cell_resumes_from_its_last_checkpoint_and_another_runs_a
     assert not (root / "a" / "checkpoints").exists()
     assert sorted(p.name for p in (root / "a" / f"checkpoints-{run_id}").iterdir()) == best
     assert mlflow.MlflowClient(uri).get_run(other).info.status == "RUNNING"
+    # a cell whose scoring after training fails is FAILED, not left RUNNING, and is not read back as done
+    def broken(cli):
+        raise ValueError("scoring failed")
+
+    with pytest.raises(ValueError, match="scoring failed"):
+        cells.train("c", args, root, after=broken)
+    run_c, done = cells.cell("c")
+    assert done is None and cells.client.get_run(run_c).info.status == "FAILED"
