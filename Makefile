@@ -26,7 +26,7 @@ help:
 	@echo "make bench                        ElemNet inference/training throughput vs this machine's matmul rate"
 	@echo "make ui                           MLflow UI on http://127.0.0.1:5000"
 	@echo "make server [BACKEND=postgresql://...]  MLflow tracking server (runs log to it via MLFLOW_TRACKING_URI)"
-	@echo "make search TASK=<task> TRIALS=N [WORKERS=k] [STORAGE=url] [DEVICES=n]   Optuna architecture search (DDP trials with DEVICES)"
+	@echo "make search TASK=<task> TRIALS=N [WORKERS=k] [STORAGE=url] [DEVICES=n] [MAX_PARAMS=task] [REFERENCE=1]   Optuna architecture search (DDP trials with DEVICES; REFERENCE: the task's own net as one trial)"
 	@echo "make screen CKPT=<ckpt> [ELEMENTS=Li,Na,O] [MAX_ARITY=3] [MAX_SUM=10] [THRESHOLD=0.2] [OUTPUT=x.parquet]"
 	@echo "                                  new stable compounds below the training hull (MAX_ARITY=4: the paper's 447M)"
 	@echo "make bench-screen [CKPT=<ckpt>]   screening speed: enumeration, scoring, hull, vs the GEMM rate"
@@ -110,7 +110,8 @@ WORKERS ?= 1
 STORAGE ?= sqlite:///mlruns/optuna.db
 search: check-task
 	$(PY) -m cli.search --task $(TASK) --trials $(TRIALS) --workers $(WORKERS) --storage "$(STORAGE)" \
-	  --devices $(or $(DEVICES),1) $(if $(MAX_PARAMS),--max_params $(MAX_PARAMS)) --args "$(ARGS)"
+	  --devices $(or $(DEVICES),1) $(if $(MAX_PARAMS),--max_params $(MAX_PARAMS)) $(if $(REFERENCE),--reference) \
+	  --args "$(ARGS)"
 
 # Combinatorial screening (diss. 3.3.9). MAX_ARITY=3 finishes on a laptop CPU; the paper's
 # A_w B_x C_y D_z space is MAX_ARITY=4 (446,597,140 compositions: a GPU job). Rerun to resume.

@@ -9,6 +9,10 @@ it and several workers share it. Every trial is an MLflow run nested under one
 parent run per study, tagged with study and trial number; pruned trials end
 KILLED, failing trials FAILED, and the study goes on. The best trial is written
 as ``outputs/search/<study>-best.yaml`` for ``make train ARGS="--config …"``.
+``--reference`` (``make search REFERENCE=1``) adds the task's own net (the paper's
+architecture, learning rate and batch size) to the study as one trial, so the
+searched nets are ranked against it at the same per-trial budget; the study records
+the ``--args`` (per-trial budget) of every invocation as its ``trial_args``.
 
 The objective is the task's own checkpoint metric (``monitor`` and ``mode`` of its
 ``ModelCheckpoint``: ``val/mae``, lower is better, for the regression tasks), read
@@ -39,7 +43,7 @@ import mlflow  # noqa: E402
 import optuna  # noqa: E402
 import yaml  # noqa: E402
 
-from cli.search_spaces import as_args, as_config, space_for  # noqa: E402
+from cli.search_spaces import as_args, as_config, reference_params, space_for  # noqa: E402
 from cli.train import REPO, build, main  # noqa: E402
 
 def base_args(task: str, extra: list[str], devices: int = 1) -> list[str]:
@@ -116,6 +120,22 @@ class Search:
         self.experiment_id = (experiment.experiment_id if experiment
                               else self.client.create_experiment(logger_args.experiment_name))
         self.parent_id = self._parent_run()
+        used = self.study.user_attrs.get("trial_args", [])  # every per-trial budget this study has run with
+        if shlex.join(extra) not in used:
+            self.study.set_user_attr("trial_args", [*used, shlex.join(extra)])
+
+    def enqueue_reference(self) -> None:
+        """Put the task's own net (e.g. the paper's IRNet-17 with the task's learning rate and batch size) in
+        the study as its next trial, once, so the searched nets are ranked against it at the same per-trial
+        budget; refuses if the space cannot draw exactly that net."""
+        if any("reference" in t.user_attrs for t in self.study.trials):
+            return
+        base = base_args(self.task, self.extra)
+        params = reference_params(self.task, build(base).config)
+        size, drawn = n_parameters(base), n_parameters(base + as_args(self.space(optuna.trial.FixedTrial(params))))
+        if drawn != size:
+            raise SystemExit(f"the {self.task} space draws {drawn:,} parameters for the task's own net of {size:,}")
+        self.study.enqueue_trial(params, user_attrs={"reference": f"{self.task} (task config)"})
 
     def _parent_run(self) -> str:
         parent = self.study.user_attrs.get("mlflow_parent_run_id")
@@ -207,6 +227,8 @@ def main_cli(argv: list[str] | None = None) -> Path | None:
                     help="prune trials whose net has more parameters ('task': more than the task's own net)")
     ap.add_argument("--heartbeat", type=int, default=30,
                     help="seconds between a worker's heartbeats; a silent trial is FAILED after 3x this")
+    ap.add_argument("--reference", action="store_true",
+                    help="put the task's own net in the study as a trial (once), to rank the searched nets against")
     ap.add_argument("--worker_trials", type=int, default=None, help=argparse.SUPPRESS)
     opts = ap.parse_args(argv)
     study_name = opts.study or opts.task
@@ -215,6 +237,8 @@ def main_cli(argv: list[str] | None = None) -> Path | None:
     if opts.worker_trials is not None:  # a worker started by the command below
         search.run(opts.worker_trials)
         return None
+    if opts.reference:
+        search.enqueue_reference()
     remaining = max(opts.trials - search.finished_trials(), 0)
     shares = [remaining // opts.workers + (i < remaining % opts.workers) for i in range(opts.workers)]
     cmd = [sys.executable, "-m", "cli.search", "--task", opts.task, "--storage", opts.storage,

@@ -57,6 +57,18 @@ def search_cost(study: optuna.Study) -> tuple[dict[str, int], float]:
     return states, seconds / 3600
 
 
+def reference_line(study: optuna.Study) -> list[str]:
+    """Where the task's own net (``make search REFERENCE=1``) ranked among the study's completed trials."""
+    done = sorted((t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE), key=lambda t: t.value,
+                  reverse=study.direction == optuna.study.StudyDirection.MAXIMIZE)
+    ranks = [k for k, t in enumerate(done, 1) if "reference" in t.user_attrs]
+    if not ranks:
+        return []
+    t = done[ranks[0] - 1]
+    return [f"The task's own net ran in the study as trial {t.number} (`REFERENCE=1`): validation MAE "
+            f"{t.value:.4f}, rank {ranks[0]} of {len(done)} completed trials at the same per-trial budget."]
+
+
 def search_pays(opts: argparse.Namespace, extra: list[str], cells, task_configs) -> str:
     from cli.search import n_parameters
 
@@ -87,9 +99,10 @@ def search_pays(opts: argparse.Namespace, extra: list[str], cells, task_configs)
                      f"| {minutes:.1f} |")
         cells.client.log_metric(cells.parent_id, f"{arm}/test/mae_mean", float(mae.mean()))
     beats = means["searched"][0] < means["paper"][0] and means["searched"][1] <= budget
+    trial_args = " or ".join(f"`{a}`" for a in study.user_attrs.get("trial_args", []) if a) or "none recorded"
     lines += ["", f"Search: {len(study.trials)} trials ({', '.join(f'{n} {s.lower()}' for s, n in sorted(states.items()))}), "
-              f"{hours:.2f} h wall time of its completed and pruned trials (budget per trial: configs/search.yaml); "
-              f"best validation MAE {study.best_value:.4f}.",
+              f"{hours:.2f} h wall time of its completed and pruned trials (per trial: configs/search.yaml, then "
+              f"the trials' options {trial_args}); best validation MAE {study.best_value:.4f}.", *reference_line(study),
               f"Best config: `{best_yaml}` (`make train TASK={opts.task} ARGS=\"--config {best_yaml}\"`).",
               f"Verdict: the searched net {'beats' if beats else 'does not beat'} the task's own net "
               f"({means['searched'][0]:.4f} vs {means['paper'][0]:.4f} test MAE, "

@@ -102,6 +102,46 @@ def localization_cnn(trial: optuna.Trial) -> dict:
     }
 
 
+def _stack_params(stacks, dropout_stacks=()) -> dict:
+    """The stack parameters of the MLP spaces for explicit (width, layers[, dropout]) stacks."""
+    widths = (1024, 512, 256, 128, 64, 32)
+    if len(stacks) != len(widths):
+        raise SystemExit(f"the MLP spaces draw {len(widths)} stacks; the task's net has {len(stacks)}")
+    params = {}
+    for i, (width, layers, *p) in enumerate(stacks):
+        params[f"stack{i}_layers"], params[f"stack{i}_width_scale"] = int(layers), width / widths[i]
+        if i in dropout_stacks:
+            params[f"stack{i}_dropout"] = float(p[0]) if p else 0.0
+    return params
+
+
+def elemnet_reference(net: dict) -> dict:
+    from lightning_modules.nets.elemnet import TABLE_3_1
+
+    return _stack_params(net.get("stacks") or TABLE_3_1, dropout_stacks=range(4))
+
+
+def irnet_reference(net: dict) -> dict:
+    from lightning_modules.nets.irnet import stack_sizes
+
+    return {**_stack_params(net.get("stacks") or stack_sizes(net.get("depth") or 17)),
+            "shortcut": net.get("shortcut") or "individual"}
+
+
+#: net class → the parameters under which its space draws the task's own net (``make search REFERENCE=1``)
+REFERENCES: dict[str, Callable[[dict], dict]] = {"ElemNet": elemnet_reference, "IRNet": irnet_reference}
+
+
+def reference_params(task: str, config) -> dict:
+    """Trial parameters that make the task's space draw the task's own net, learning rate and batch size
+    (``config``: the task's parsed training config)."""
+    net = net_of(task)
+    if net not in REFERENCES:
+        raise SystemExit(f"no reference point for {net} (task {task!r}): REFERENCE=1 knows {', '.join(sorted(REFERENCES))}")
+    params = REFERENCES[net](config.model.init_args.net.init_args.as_dict())
+    return {**params, "lr": config.model.init_args.lr, "batch_size": config.data.init_args.batch_size}
+
+
 SPACES: dict[str, Callable[[optuna.Trial], dict]] = {
     "ElemNet": elemnet, "IRNet": irnet, "Roost": roost, "CGCNN": cgcnn,
     "HomogenizationCNN": homogenization_cnn, "LocalizationCNN": localization_cnn,

@@ -196,3 +196,36 @@ def test_every_search_space_draws_options_its_task_builds(task, workdir):
         overrides = space(trial)
         cli = build(task_args(task)[:4] + base_args(task, [])[4:] + search_spaces.as_args(overrides))
         assert cli.datamodule.hparams.batch_size == overrides[search_spaces.BATCH]
+
+
+@pytest.mark.parametrize("task, size", [("elemnet", 4_631_361), ("irnet", 5_552_513)])
+def test_the_reference_trial_draws_exactly_the_task_net(task, size, workdir):
+    from cli.search import base_args, n_parameters
+    from cli.train import build
+
+    base = base_args(task, [])
+    params = search_spaces.reference_params(task, build(base).config)
+    overrides = search_spaces.space_for(task)(optuna.trial.FixedTrial(params))
+    assert n_parameters(base + search_spaces.as_args(overrides)) == n_parameters(base) == size
+    assert overrides[search_spaces.LR] == 0.001 and overrides[search_spaces.BATCH] == 512
+    with pytest.raises(SystemExit, match="no reference point for Roost"):
+        search_spaces.reference_params("roost", build(base_args("roost", [])).config)
+
+
+def test_make_search_reference_puts_the_task_net_in_the_study_once(workdir):
+    storage = f"sqlite:///{workdir}/mlruns/optuna.db"
+    main_cli(["--task", "elemnet", "--trials", "2", "--reference", "--storage", storage, "--args", _args(workdir)])
+    main_cli(["--task", "elemnet", "--trials", "3", "--reference", "--storage", storage, "--args", _args(workdir)])
+    study = _study(workdir)
+    references = [t for t in study.trials if "reference" in t.user_attrs]
+    assert len(study.trials) == 3 and [t.number for t in references] == [0]  # enqueued once, run first
+    drawn = references[0].user_attrs["overrides"]
+    assert drawn[f"{search_spaces.NET}.stacks"] == [[1024, 4, 0.2], [512, 3, 0.1], [256, 3, 0.3], [128, 3, 0.2],
+                                                    [64, 2, 0.0], [32, 1, 0.0]]  # Table 3.1
+    assert drawn[search_spaces.LR] == 0.001 and references[0].state.name in ("COMPLETE", "PRUNED")
+    from cli.search_pays import reference_line
+
+    line = reference_line(study)
+    assert (line[0].startswith("The task's own net ran in the study as trial 0") if references[0].state.name == "COMPLETE"
+            else line == [])
+    assert study.user_attrs["trial_args"] == [" ".join(__import__("shlex").quote(a) for a in _args(workdir).split())]
