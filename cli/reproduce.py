@@ -186,7 +186,7 @@ class Cells:
         return self.client.get_run(run_id).data.metrics
 
 
-def test_every_input(cli) -> dict[str, float]:
+def score_every_test_input(cli) -> dict[str, float]:
     """A Fig. 7.7 cell's accuracy on each test input (I, I-MF, I-CS) with the best checkpoint; the 1D
     baselines are left out (one train input, one baseline: ``make cv TASK=padnet`` scores them)."""
     from callbacks.xrd_baselines import XRDBaselines
@@ -217,7 +217,7 @@ def padnet_figure_7_7(opts: argparse.Namespace, extra: list[str], cells: Cells) 
                     f"--data.init_args.train_input={train_input}", "--data.init_args.test_input=I",
                     f"--model.init_args.net.init_args.trainable_filters={filters == 'trainable'}",
                     "--test_after_fit=false"]
-                done = cells.train(name, args, Path("outputs") / "reproduce" / opts.task, after=test_every_input)
+                done = cells.train(name, args, Path("outputs") / "reproduce" / opts.task, after=score_every_test_input)
                 for test_input in INPUTS:
                     results.setdefault((filters, train_input, test_input), []).append(done[f"grid/test_{test_input}/acc"])
     lines = [f"Figure 7.7 ({opts.task}): test accuracy, mean ± std over {opts.folds} stratified folds", "",

@@ -21,11 +21,12 @@ import yaml
 NET = "model.init_args.net.init_args"
 LR = "model.init_args.lr"
 BATCH = "data.init_args.batch_size"
+WIDTHS = (1024, 512, 256, 128, 64, 32)  # the MLP spaces' stack widths at scale 1: ElemNet's Table 3.1
 
 
 def elemnet(trial: optuna.Trial) -> dict:
     stacks = []
-    for i, width in enumerate((1024, 512, 256, 128, 64, 32)):
+    for i, width in enumerate(WIDTHS):
         layers = trial.suggest_int(f"stack{i}_layers", 0 if i in (1, 3) else 1, 4)
         scale = trial.suggest_categorical(f"stack{i}_width_scale", [0.5, 1.0])
         p = trial.suggest_float(f"stack{i}_dropout", 0.0, 0.4) if i < 4 else 0.0
@@ -40,7 +41,7 @@ def elemnet(trial: optuna.Trial) -> dict:
 
 def irnet(trial: optuna.Trial) -> dict:
     stacks = []
-    for i, width in enumerate((1024, 512, 256, 128, 64, 32)):
+    for i, width in enumerate(WIDTHS):
         layers = trial.suggest_int(f"stack{i}_layers", 1, 4)
         scale = trial.suggest_categorical(f"stack{i}_width_scale", [0.25, 0.5, 1.0])
         stacks.append([int(width * scale), layers])
@@ -104,12 +105,11 @@ def localization_cnn(trial: optuna.Trial) -> dict:
 
 def _stack_params(stacks, dropout_stacks=()) -> dict:
     """The stack parameters of the MLP spaces for explicit (width, layers[, dropout]) stacks."""
-    widths = (1024, 512, 256, 128, 64, 32)
-    if len(stacks) != len(widths):
-        raise SystemExit(f"the MLP spaces draw {len(widths)} stacks; the task's net has {len(stacks)}")
+    if len(stacks) != len(WIDTHS):
+        raise SystemExit(f"the MLP spaces draw {len(WIDTHS)} stacks; the task's net has {len(stacks)}")
     params = {}
     for i, (width, layers, *p) in enumerate(stacks):
-        params[f"stack{i}_layers"], params[f"stack{i}_width_scale"] = int(layers), width / widths[i]
+        params[f"stack{i}_layers"], params[f"stack{i}_width_scale"] = int(layers), width / WIDTHS[i]
         if i in dropout_stacks:
             params[f"stack{i}_dropout"] = float(p[0]) if p else 0.0
     return params

@@ -159,7 +159,8 @@ class XRDFramesDataModule(SplitLoaders, pl.LightningDataModule):
         background_filter: f of the MF/CS filters in pixels; default 200 px at 2048², scaled to the frame size.
         train_input / test_input: ``I``, ``I-MF`` or ``I-CS`` (Fig. 7.7's train and test inputs); ``train_input:
             mixed`` trains on all three (each training sample drawn as one of them per batch, the validation set
-            holds every sample in each), for a net that classifies raw and background-removed frames alike.
+            holds every sample in each), for a net that classifies raw and background-removed frames alike
+            (three times the training frames in memory).
         split: ``kfold`` (``n_folds``, ``fold``) or ``random`` (``test_fraction``); ``val_fraction`` of the rest is
             the validation set, per class.
         train_fraction: train on only this seeded share of the training samples (quick runs).
