@@ -131,8 +131,10 @@ class Search:
         if any("reference" in t.user_attrs for t in self.study.trials):
             return
         base = base_args(self.task, self.extra)
-        params = reference_params(self.task, build(base).config)
-        size, drawn = n_parameters(base), n_parameters(base + as_args(self.space(optuna.trial.FixedTrial(params))))
+        task_run = build(base)
+        params = reference_params(self.task, task_run.config)
+        size = sum(p.numel() for p in task_run.model.parameters())
+        drawn = n_parameters(base + as_args(self.space(optuna.trial.FixedTrial(params))))
         if drawn != size:
             raise SystemExit(f"the {self.task} space draws {drawn:,} parameters for the task's own net of {size:,}")
         self.study.enqueue_trial(params, user_attrs={"reference": f"{self.task} (task config)"})

@@ -300,18 +300,19 @@ class XRDFramesDataModule(SplitLoaders, pl.LightningDataModule):
     def labels(self, rows: np.ndarray) -> np.ndarray:
         return np.asarray(self._data["label"])[rows].astype(np.int64)
 
-    def _as_input(self, raw: np.ndarray, rows: np.ndarray, kind: str) -> np.ndarray:
-        """``raw`` frames as input ``kind``: I, or minus the MF or CS background (cached for simulated data)."""
-        if kind == "I":
-            return background_removed(raw, None, None, kind)
-        if self.hparams.dataset != "simulated":
-            mf, cs = background(raw.astype(np.float32), self.filter_size)
-            return background_removed(raw, mf, cs, kind)
-        import h5py
+    def _as_inputs(self, raw: np.ndarray, rows: np.ndarray, kinds: tuple[str, ...]) -> list[np.ndarray]:
+        """``raw`` frames as each input of ``kinds`` (I, or minus the MF or CS background); the background is
+        computed (a user's file) or read (the simulated library's cache) once for all of them."""
+        mf = cs = None
+        if set(kinds) - {"I"}:
+            if self.hparams.dataset != "simulated":
+                mf, cs = background(raw.astype(np.float32), self.filter_size)
+            else:
+                import h5py
 
-        with h5py.File(self.background_path, "r") as h:
-            mf = cs = h[kind[2:]][rows]
-        return background_removed(raw, mf, cs, kind)
+                with h5py.File(self.background_path, "r") as h:
+                    mf, cs = (h[k][rows] if f"I-{k}" in kinds else None for k in ("MF", "CS"))
+        return [background_removed(raw, mf, cs, kind) for kind in kinds]
 
     def _split_arrays(self, data: dict[str, np.ndarray], rows: np.ndarray, kind: str, source: str,
                       stacked: bool = False) -> dict:
@@ -320,16 +321,12 @@ class XRDFramesDataModule(SplitLoaders, pl.LightningDataModule):
         raw = self._raw(rows)
         validate_library(raw, data["composition"][rows], data["label"][rows], self.n_frames, len(self.class_names),
                          source, self.hparams.preset, sample_ids=rows)
-        arrays = {"frames": None, "composition": data["composition"][rows].astype(np.float32),
+        frames = self._as_inputs(raw, rows, INPUTS if kind == "mixed" else (kind,))
+        arrays = {"composition": data["composition"][rows].astype(np.float32),
                   "label": data["label"][rows].astype(np.int64), "rows": rows}
-        if kind != "mixed":
-            arrays["frames"] = self._as_input(raw, rows, kind)
-        elif stacked:
-            arrays["frames"] = np.stack([self._as_input(raw, rows, k) for k in INPUTS], 1)
-        else:
-            arrays = {k: np.concatenate([self._as_input(raw, rows, i) for i in INPUTS]) if k == "frames" else
-                      np.concatenate([v] * len(INPUTS)) for k, v in arrays.items()}
-        return arrays
+        if len(frames) == 1 or stacked:
+            return {"frames": frames[0] if len(frames) == 1 else np.stack(frames, 1), **arrays}
+        return {"frames": np.concatenate(frames), **{k: np.concatenate([v] * len(frames)) for k, v in arrays.items()}}
 
     def setup(self, stage: str | None = None):
         if self.arrays:

@@ -10,6 +10,11 @@ from pathlib import Path
 
 import pytest
 
+# As cli/train.py does before lightning is imported: lightning's MLFlowLogger reads MLFLOW_TRACKING_URI into its
+# signature default at import, so a test module that imports lightning first (test_padnet.py) would otherwise
+# leave later builds without a tracking URI on MLflow 3's refused file store (relative: each test's workdir).
+os.environ.setdefault("MLFLOW_TRACKING_URI", "sqlite:///mlruns/mlflow.db")
+
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs"
 
