@@ -7,7 +7,8 @@ fixed seed (the voxels of one element never straddle two splits).
 
 - :class:`HomogenizationDataModule`: (1, N, N, N) voxels → effective C11 (GPa).
 - :class:`LocalizationDataModule`: the k×k×k periodic neighbourhood of every voxel
-  (k = 11) → its ε11 over the applied ε11; one sample per voxel, gathered per batch.
+  (k = 11) → its ε11 over the applied ε11; one sample per voxel, gathered per batch, or
+  (``elements_per_batch``) whole elements whose every voxel the net predicts in one pass.
 """
 
 from __future__ import annotations
@@ -63,6 +64,25 @@ class Neighbourhoods(Dataset):
         return x, self.target.reshape(len(self.micro), -1)[element, voxel][:, None]
 
     def to(self, device: torch.device) -> Neighbourhoods:
+        self.micro, self.target = self.micro.to(device), self.target.to(device)
+        return self
+
+
+class ElementFields(Dataset):
+    """Whole elements, (B, 1, N1, N2, N3), with every voxel's target, (B·N1·N2·N3, 1) in row-major order:
+    the same samples as :class:`Neighbourhoods` in the same order, for nets that read whole elements."""
+
+    def __init__(self, micro: torch.Tensor, target: torch.Tensor):
+        self.micro, self.target = micro, target
+
+    def __len__(self) -> int:
+        return len(self.micro)
+
+    def __getitem__(self, rows):
+        rows = torch.as_tensor(rows, device=self.micro.device)
+        return self.micro[rows].float()[:, None], self.target[rows].reshape(-1, 1)
+
+    def to(self, device: torch.device) -> ElementFields:
         self.micro, self.target = self.micro.to(device), self.target.to(device)
         return self
 
@@ -168,7 +188,11 @@ class HomogenizationDataModule(MVEDataModule):
 class LocalizationDataModule(MVEDataModule):
     """Every voxel's k³ neighbourhood → ε11 / applied ε11 (Yang et al. 2019: 21³, k = 11, contrast 10 and 50).
 
-    ``batch_size`` counts voxels; ``neighbourhood`` is k.
+    ``batch_size`` counts voxels, drawn at random from all training elements (the paper's samples);
+    ``neighbourhood`` is k. With ``elements_per_batch`` a batch is instead that many whole elements (every
+    voxel of each, in random order of elements), for a net that predicts all voxels of an element in one
+    pass (:class:`lightning_modules.nets.LocalizationCNN` does, with the same weights); ``batch_size`` is
+    then unused.
     """
 
     kind = "localization"
@@ -179,7 +203,10 @@ class LocalizationDataModule(MVEDataModule):
                  anisotropic: bool = False, tol: float = 1e-5, seed: int = 0,
                  split: tuple[float, float, float] = (0.7, 0.15, 0.15), batch_size: int = 512,
                  train_fraction: float = 1.0, simulate_device: Literal["auto", "cpu", "cuda"] = "auto",
-                 simulate_batch: int = 32, neighbourhood: int = 11, data_device: Literal["auto", "cpu"] = "auto"):
+                 simulate_batch: int = 32, neighbourhood: int = 11, data_device: Literal["auto", "cpu"] = "auto",
+                 elements_per_batch: int | None = None):
+        if elements_per_batch is not None and elements_per_batch < 1:
+            raise ValueError(f"elements_per_batch must be a positive number of elements or None, got {elements_per_batch}")
         super().__init__(n_elements, size, contrast, volume_fraction, correlation_length, anisotropic, tol, seed,
                          split, batch_size, train_fraction, simulate_device, simulate_batch, data_device)
         self.save_hyperparameters()
@@ -189,5 +216,13 @@ class LocalizationDataModule(MVEDataModule):
         return self.hparams.neighbourhood
 
     def _dataset(self, arrays):
-        return Neighbourhoods(torch.from_numpy(arrays["micro"]), torch.from_numpy(arrays["strain11"]),
-                              self.hparams.neighbourhood)
+        micro, strain = torch.from_numpy(arrays["micro"]), torch.from_numpy(arrays["strain11"])
+        if self.hparams.elements_per_batch:
+            return ElementFields(micro, strain)
+        return Neighbourhoods(micro, strain, self.hparams.neighbourhood)
+
+    def _loader(self, split: str):
+        if not self.hparams.elements_per_batch:
+            return super()._loader(split)
+        return batch_loader(self.datasets[split], self.hparams.elements_per_batch, shuffle=split == "train",
+                            seed=self.hparams.seed)

@@ -86,6 +86,16 @@ def test_datamodules_split_by_element_and_read_neighbourhoods(tmp_path, monkeypa
         idx = np.unravel_index(int(voxel[b]), (9, 9, 9))
         assert x[b, 2, 2, 2] == micro[element[b]][idx]  # the focal voxel sits in the centre
         assert y[b, 0] == pytest.approx(float(strain[element[b]][idx]))
+    whole = LocalizationDataModule(n_elements=10, size=9, neighbourhood=5, simulate_batch=5, elements_per_batch=2)
+    whole.prepare_data()  # the same cache
+    whole.setup()
+    x, y = next(iter(whole.test_dataloader()))
+    assert x.shape == (1, 1, 9, 9, 9) and y.shape == (729, 1)
+    _, y_voxels = dm.datasets["test"][torch.arange(729)]  # the voxel samples of the test element, in order
+    assert torch.equal(y, y_voxels) and torch.equal(x[0, 0], torch.from_numpy(dm.arrays["test"]["micro"][0]).float())
+    assert [len(b[0]) for b in whole.train_dataloader()] == [2, 2, 2, 1]
+    with pytest.raises(ValueError, match="elements_per_batch"):
+        LocalizationDataModule(elements_per_batch=0)
     homogenization = HomogenizationDataModule(n_elements=6, size=9, batch_size=4)
     homogenization.prepare_data()
     homogenization.setup()

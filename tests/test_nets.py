@@ -76,3 +76,27 @@ def test_localization_cnn_reads_a_neighbourhood_as_channels():
     assert sum(isinstance(m, nn.Conv2d) for m in net.modules()) == 2
     assert sum(isinstance(m, nn.Linear) for m in net.modules()) == 3  # two dense layers + the output
     assert net(torch.rand(5, 11, 11, 11)).shape == (5, 1)
+
+
+@pytest.mark.parametrize("options", [{}, {"n_features": 9, "kernel_size": 5}, {"kernel_size": 2}, {"batch_norm": False}])
+def test_localization_cnn_on_whole_elements_equals_every_neighbourhood(options):
+    """A whole periodic element through the 3-D convolution form gives each voxel what its own k³ neighbourhood
+    gives; in training mode too (batch norm then sees every voxel's map positions equally often)."""
+    from lightning_modules.nets import LocalizationCNN
+    from materials.microstructure import periodic_neighbourhoods
+
+    torch.manual_seed(0)
+    net = LocalizationCNN(**options)
+    for bn in (m for m in net.modules() if isinstance(m, nn.BatchNorm2d)):  # not the identity at init
+        bn.running_mean.normal_(), bn.running_var.uniform_(0.5, 2.0), bn.weight.data.normal_(), bn.bias.data.normal_()
+    micro = (torch.rand(3, 13, 12, 15) > 0.5).to(torch.uint8)  # unequal edges: no axis mixed up
+    per_element = micro[0].numel()
+    rows = torch.arange(3 * per_element)
+    windows = periodic_neighbourhoods(micro, rows // per_element, rows % per_element, net.n_features).float()
+    for training in (False, True):
+        net.train(training)
+        with torch.no_grad():
+            whole, each = net(micro[:, None].float()), net(windows)
+        assert whole.shape == (3 * per_element, 1)
+        torch.testing.assert_close(whole, each, rtol=1e-4, atol=1e-4)
+    assert torch.equal(net.strain_field(micro).reshape(-1, 1), net(micro[:, None].float()))

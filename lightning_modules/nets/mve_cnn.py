@@ -19,6 +19,8 @@
 
 from __future__ import annotations
 
+import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -64,6 +66,13 @@ class LocalizationCNN(nn.Module):
     """(B, k, k, k) neighbourhoods (k = ``n_features``) → (B, 1) local strain / applied strain.
 
     The k slices along x1 are the channels of a k×k image (2-D convolutions, Yang et al. 2019).
+
+    Whole periodic elements, (B, 1, N1, N2, N3), give every voxel's prediction at once, (B·N1·N2·N3, 1) in
+    the elements' row-major voxel order: the same function of each voxel's periodic k³ neighbourhood (equal
+    to the per-neighbourhood pass, tested), computed as 3-D convolutions over the element. The first
+    convolution spans all k slices along x1 and its k×k window in (x2, x3); the second and the dense layers
+    become convolutions over (x2, x3) windows. Overlapping neighbourhoods then share their convolutions
+    and no neighbourhood is gathered (README, issue 7: the speed measured).
     """
 
     def __init__(self, n_features: int = 11, channels: tuple[int, int] = (32, 64), kernel_size: int = 3,
@@ -85,6 +94,53 @@ class LocalizationCNN(nn.Module):
             flat = d
         head += [nn.Linear(flat, 1)]
         self.layers = nn.Sequential(*layers, *head)
+        self.n_features, self.final_size = n_features, size
 
     def forward(self, x):
+        if x.dim() == 5:
+            return self.strain_field(x[:, 0]).reshape(-1, 1)
         return self.layers(x)
+
+    def strain_field(self, micro: torch.Tensor) -> torch.Tensor:
+        """(B, N1, N2, N3) periodic elements → (B, N1, N2, N3): the prediction for every voxel.
+
+        Every layer's field stays N1×N2×N3 (circular padding before each convolution, placed so that each
+        output reads the window the 2-D net reads for that voxel), so batch norm's statistics count each
+        position of each element once, as over all voxels' maps in the per-neighbourhood pass.
+        """
+        half, x = self.n_features // 2, micro.float()[:, None]
+        offset, convolved, mapped = 0, False, False  # offset: the windows' start, relative to the voxel
+        for layer in self.layers:
+            if isinstance(layer, nn.Conv2d):
+                s = layer.kernel_size[0]
+                left = (s - 1) // 2
+                first, convolved = not convolved, True
+                x1_pad = (half, half) if first else (0, 0)
+                # weight (c_out, c_in, s, s): on the first layer c_in is the k slices along x1
+                weight = layer.weight[:, None] if first else layer.weight[:, :, None]
+                x = F.conv3d(F.pad(x, (left, s - 1 - left, left, s - 1 - left, *x1_pad), mode="circular"), weight,
+                             layer.bias)
+                offset += left
+            elif isinstance(layer, nn.BatchNorm2d):
+                x = _batch_norm_3d(layer, x)
+            elif isinstance(layer, nn.Linear) and not mapped:  # reads each voxel's size×size map
+                size, left = self.final_size, half - offset
+                weight = layer.weight.reshape(layer.out_features, -1, 1, size, size)
+                x = F.conv3d(F.pad(x, (left, size - 1 - left) * 2 + (0, 0), mode="circular"), weight, layer.bias)
+                mapped = True
+            elif isinstance(layer, nn.Linear):
+                x = F.conv3d(x, layer.weight[:, :, None, None, None], layer.bias)
+            elif isinstance(layer, nn.ReLU):
+                x = F.relu(x)
+        return x[:, 0]
+
+
+def _batch_norm_3d(layer: nn.BatchNorm2d, x: torch.Tensor) -> torch.Tensor:
+    """``layer`` over (B, C, D, H, W): the same statistics per channel (all voxels of the batch), the same
+    running averages."""
+    training = layer.training or layer.running_mean is None
+    if layer.training and layer.track_running_stats:
+        layer.num_batches_tracked.add_(1)
+    momentum = layer.momentum if layer.momentum is not None else 1.0 / float(layer.num_batches_tracked)
+    return F.batch_norm(x, layer.running_mean, layer.running_var, layer.weight, layer.bias, training, momentum,
+                        layer.eps)
