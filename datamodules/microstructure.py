@@ -68,23 +68,13 @@ class Neighbourhoods(Dataset):
         return self
 
 
-class ElementFields(Dataset):
+class ElementFields(Voxels):
     """Whole elements, (B, 1, N1, N2, N3), with every voxel's target, (B·N1·N2·N3, 1) in row-major order:
     the same samples as :class:`Neighbourhoods` in the same order, for nets that read whole elements."""
 
-    def __init__(self, micro: torch.Tensor, target: torch.Tensor):
-        self.micro, self.target = micro, target
-
-    def __len__(self) -> int:
-        return len(self.micro)
-
     def __getitem__(self, rows):
-        rows = torch.as_tensor(rows, device=self.micro.device)
-        return self.micro[rows].float()[:, None], self.target[rows].reshape(-1, 1)
-
-    def to(self, device: torch.device) -> ElementFields:
-        self.micro, self.target = self.micro.to(device), self.target.to(device)
-        return self
+        micro, target = super().__getitem__(rows)
+        return micro, target.reshape(-1, 1)
 
 
 class MVEDataModule(pl.LightningDataModule):

@@ -121,6 +121,8 @@ class LocalizationCNN(nn.Module):
                 x = F.conv3d(F.pad(x, (left, s - 1 - left, left, s - 1 - left, *x1_pad), mode="circular"), weight,
                              layer.bias)
                 offset += left
+            elif isinstance(layer, nn.SyncBatchNorm):  # DDP's sync_batchnorm: takes any (B, C, ...) input
+                x = layer(x)
             elif isinstance(layer, nn.BatchNorm2d):
                 x = _batch_norm_3d(layer, x)
             elif isinstance(layer, nn.Linear) and not mapped:  # reads each voxel's size×size map
@@ -132,6 +134,8 @@ class LocalizationCNN(nn.Module):
                 x = F.conv3d(x, layer.weight[:, :, None, None, None], layer.bias)
             elif isinstance(layer, nn.ReLU):
                 x = F.relu(x)
+            elif not isinstance(layer, nn.Flatten):  # never skip a layer silently
+                raise TypeError(f"strain_field has no 3-D form of {type(layer).__name__}")
         return x[:, 0]
 
 
