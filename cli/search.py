@@ -54,9 +54,13 @@ def base_args(task: str, extra: list[str], devices: int = 1) -> list[str]:
             "--config", str(configs / "search.yaml"), *ddp, *extra]
 
 
+def count_parameters(model) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
 def n_parameters(args: list[str]) -> int:
     """Parameters of the net a training command line builds (instantiated only, no data read)."""
-    return sum(p.numel() for p in build(args).model.parameters())
+    return count_parameters(build(args).model)
 
 
 class LostWorkerTrials:
@@ -133,7 +137,7 @@ class Search:
         base = base_args(self.task, self.extra)
         task_run = build(base)
         params = reference_params(self.task, task_run.config)
-        size = sum(p.numel() for p in task_run.model.parameters())
+        size = count_parameters(task_run.model)
         drawn = n_parameters(base + as_args(self.space(optuna.trial.FixedTrial(params))))
         if drawn != size:
             raise SystemExit(f"the {self.task} space draws {drawn:,} parameters for the task's own net of {size:,}")

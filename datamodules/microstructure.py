@@ -145,8 +145,11 @@ class MVEDataModule(pl.LightningDataModule):
     def _dataset(self, arrays: dict[str, np.ndarray]) -> Dataset:
         raise NotImplementedError
 
+    def _rows_per_batch(self) -> int:
+        return self.hparams.batch_size
+
     def _loader(self, split: str):
-        return batch_loader(self.datasets[split], self.hparams.batch_size, shuffle=split == "train",
+        return batch_loader(self.datasets[split], self._rows_per_batch(), shuffle=split == "train",
                             seed=self.hparams.seed)
 
     def train_dataloader(self):
@@ -211,8 +214,5 @@ class LocalizationDataModule(MVEDataModule):
             return ElementFields(micro, strain)
         return Neighbourhoods(micro, strain, self.hparams.neighbourhood)
 
-    def _loader(self, split: str):
-        if not self.hparams.elements_per_batch:
-            return super()._loader(split)
-        return batch_loader(self.datasets[split], self.hparams.elements_per_batch, shuffle=split == "train",
-                            seed=self.hparams.seed)
+    def _rows_per_batch(self) -> int:
+        return self.hparams.elements_per_batch or self.hparams.batch_size

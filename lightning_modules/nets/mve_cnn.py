@@ -121,10 +121,8 @@ class LocalizationCNN(nn.Module):
                 x = F.conv3d(F.pad(x, (left, s - 1 - left, left, s - 1 - left, *x1_pad), mode="circular"), weight,
                              layer.bias)
                 offset += left
-            elif isinstance(layer, nn.SyncBatchNorm):  # DDP's sync_batchnorm: takes any (B, C, ...) input
-                x = layer(x)
-            elif isinstance(layer, nn.BatchNorm2d):
-                x = _batch_norm_3d(layer, x)
+            elif isinstance(layer, nn.modules.batchnorm._BatchNorm):  # BatchNorm2d, or DDP's SyncBatchNorm
+                x = layer(x.flatten(2, 3)).reshape(x.shape)  # per channel over all voxels of the batch
             elif isinstance(layer, nn.Linear) and not mapped:  # reads each voxel's size×size map
                 size, left = self.final_size, half - offset
                 weight = layer.weight.reshape(layer.out_features, -1, 1, size, size)
@@ -137,14 +135,3 @@ class LocalizationCNN(nn.Module):
             elif not isinstance(layer, nn.Flatten):  # never skip a layer silently
                 raise TypeError(f"strain_field has no 3-D form of {type(layer).__name__}")
         return x[:, 0]
-
-
-def _batch_norm_3d(layer: nn.BatchNorm2d, x: torch.Tensor) -> torch.Tensor:
-    """``layer`` over (B, C, D, H, W): the same statistics per channel (all voxels of the batch), the same
-    running averages."""
-    training = layer.training or layer.running_mean is None
-    if layer.training and layer.track_running_stats:
-        layer.num_batches_tracked.add_(1)
-    momentum = layer.momentum if layer.momentum is not None else 1.0 / float(layer.num_batches_tracked)
-    return F.batch_norm(x, layer.running_mean, layer.running_var, layer.weight, layer.bias, training, momentum,
-                        layer.eps)
