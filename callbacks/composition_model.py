@@ -67,6 +67,11 @@ class CompositionPyfunc(mlflow.pyfunc.PythonModel):
     def load_context(self, context):
         self.module, self.datamodule = load_composition_model(context.artifacts["checkpoint"])
 
+    def __getstate__(self):
+        # MLflow loads the model to check the input example before pickling this object; the weights travel
+        # as the checkpoint artifact, so the pickle leaves the loaded copy out (else every logged model twice)
+        return {k: v for k, v in self.__dict__.items() if k not in ("module", "datamodule")}
+
     def predict(self, context, model_input, params=None):
         if isinstance(model_input, pd.DataFrame):
             if "formula" not in model_input.columns:

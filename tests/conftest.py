@@ -6,6 +6,7 @@ import contextlib
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -51,6 +52,10 @@ def workdir(tmp_path, monkeypatch):
     """A scratch cwd with an empty ``mlruns/``; the data cache stays the shared one."""
     (tmp_path / "mlruns").mkdir()
     monkeypatch.chdir(tmp_path)
+    # MLflow downloads loaded models into temporary folders it keeps: inside the scratch dir they go with it
+    (tmp_path / "tmp").mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlruns/mlflow.db")
     return tmp_path
 

@@ -95,6 +95,9 @@ def test_mlflow_run_has_metrics_artifacts_and_a_model_that_predicts(workdir):
 
     requirements = Path(mlflow.artifacts.download_artifacts(f"runs:/{run.run_id}/model/requirements.txt")).read_text()
     assert f"torch=={version('torch').split('+')[0]}" in requirements and "deep-materials==" in requirements
+    # the weights are logged once (the checkpoint artifact), not again inside the pickled pyfunc object
+    sizes = {a.path: a.file_size for a in client.list_artifacts(run.run_id, "model")}
+    assert sizes["model/python_model.pkl"] < 100_000, sizes
 
 
 def test_killed_run_is_marked_and_resumes_from_last_checkpoint(workdir):
