@@ -47,17 +47,47 @@ def task_args(task: str, *extra: str, smoke: bool = True) -> list[str]:
     return args + list(extra)
 
 
+# MLflow downloads loaded models into temporary folders it keeps: in pytest's session folder they go with it
+SYSTEM_TMP = tempfile.gettempdir()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _session_tmp(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("tmp")
+    before = os.environ.get("TMPDIR")
+    tempfile.tempdir, os.environ["TMPDIR"] = str(tmp), str(tmp)
+    yield tmp
+    tempfile.tempdir = None
+    if before is None:
+        os.environ.pop("TMPDIR", None)
+    else:
+        os.environ["TMPDIR"] = before
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    setattr(item, f"report_{report.when}", report)
+    return report
+
+
 @pytest.fixture
-def workdir(tmp_path, monkeypatch):
-    """A scratch cwd with an empty ``mlruns/``; the data cache stays the shared one."""
+def workdir(request, tmp_path, monkeypatch):
+    """A scratch cwd with an empty ``mlruns/``; the data cache stays the shared one.
+
+    After a passing test its checkpoints and artifacts are deleted (a whole suite would write ~10 GB); the
+    folder and its databases stay, so no later test reuses the path of a database MLflow still holds open."""
     (tmp_path / "mlruns").mkdir()
     monkeypatch.chdir(tmp_path)
-    # MLflow downloads loaded models into temporary folders it keeps: inside the scratch dir they go with it
-    (tmp_path / "tmp").mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
-    monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlruns/mlflow.db")
-    return tmp_path
+    yield tmp_path
+    report = getattr(request.node, "report_call", None)
+    if report is not None and report.passed:
+        for path in sorted(tmp_path.rglob("*"), reverse=True):  # files before their folders
+            if path.is_file() and path.suffix != ".db" or path.is_symlink():
+                path.unlink()
+            elif path.is_dir() and not any(path.iterdir()):
+                path.rmdir()
 
 
 def run_module(module: str, args: list[str], cwd: Path, timeout: int = 600, **kwargs) -> subprocess.CompletedProcess:
@@ -128,7 +158,7 @@ def postgres():
     import shutil
     import tempfile
 
-    root = Path(tempfile.mkdtemp(prefix="pytest-postgres-"))  # not under pytest's private (0700) tree
+    root = Path(tempfile.mkdtemp(prefix="pytest-postgres-", dir=SYSTEM_TMP))  # not under pytest's private (0700) tree
     data, sockets = root / "data", root / "sockets"
     sockets.mkdir()
     as_user: list[str] = []
