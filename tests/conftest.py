@@ -53,15 +53,11 @@ SYSTEM_TMP = tempfile.gettempdir()
 
 @pytest.fixture(scope="session", autouse=True)
 def _session_tmp(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("tmp")
-    before = os.environ.get("TMPDIR")
-    tempfile.tempdir, os.environ["TMPDIR"] = str(tmp), str(tmp)
-    yield tmp
-    tempfile.tempdir = None
-    if before is None:
-        os.environ.pop("TMPDIR", None)
-    else:
-        os.environ["TMPDIR"] = before
+    tmp = str(tmp_path_factory.mktemp("tmp"))
+    with pytest.MonkeyPatch.context() as patch:  # restores both after the session
+        patch.setattr(tempfile, "tempdir", tmp)
+        patch.setenv("TMPDIR", tmp)
+        yield tmp
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
@@ -156,7 +152,6 @@ def postgres():
     """A real PostgreSQL server on a free loopback port for the session; yields a URL prefix
     ``postgresql://test@127.0.0.1:<port>/`` (append a database name made by ``createdb``)."""
     import shutil
-    import tempfile
 
     root = Path(tempfile.mkdtemp(prefix="pytest-postgres-", dir=SYSTEM_TMP))  # not under pytest's private (0700) tree
     data, sockets = root / "data", root / "sockets"
