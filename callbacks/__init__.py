@@ -8,8 +8,9 @@ from callbacks.polymorph_metrics import PolymorphMetrics
 from callbacks.mve_baselines import HomogenizationBaselines, LocalizationBaselines
 from callbacks.orientation_plots import DisorientationPlots
 from callbacks.regression_plots import RegressionPlots
+from callbacks.timeline import RunTimeline
 from callbacks.xrd_baselines import XRDBaselines
 
 __all__ = ["ConfusionMatrixArtifact", "DictionaryIndexingBaseline", "DisorientationPlots", "HomogenizationBaselines", "LocalizationBaselines",
            "LogCompositionModel", "MLflowRunInfo", "MLflowSaveConfig",
-           "PolymorphMetrics", "RegressionPlots", "XRDBaselines"]
+           "PolymorphMetrics", "RegressionPlots", "RunTimeline", "XRDBaselines"]

@@ -63,11 +63,17 @@ class MLflowRunInfo(pl.Callback):
         if logger is None or trainer.global_rank != 0:
             return
         client, run_id = logger.experiment, logger.run_id
-        if client.get_run(run_id).info.status != "RUNNING":  # a resumed run
+        run = client.get_run(run_id)
+        if run.info.status != "RUNNING":  # a resumed run
             client.update_run(run_id, status="RUNNING")
         client.set_experiment_tag(logger.experiment_id, "mlflow.experimentKind", "custom_model_development")
         n_params = sum(p.numel() for p in pl_module.parameters())
         client.log_param(run_id, "n_parameters", n_params)
+        precision = str(trainer.precision)  # cli/precision.py chooses it when the config does not
+        if "precision" not in run.data.params:
+            client.log_param(run_id, "precision", precision)
+        elif run.data.params["precision"] != precision:  # resumed in another precision: params are write-once
+            client.set_tag(run_id, "precision.resumed_in", precision)
         client.set_tag(run_id, "net", type(getattr(pl_module, "net", pl_module)).__name__)
         if getattr(pl_module, "transferred_from", None):  # transfer learning: where the initial weights came from
             client.set_tag(run_id, "transfer.source", pl_module.transferred_from)

@@ -1,8 +1,14 @@
-"""``make bench``: ElemNet throughput on this machine, beside the machine's own limit.
+"""``make bench``: the composition nets' throughput on this machine, beside the machine's own limit.
 
 Prints and logs (MLflow experiment ``bench``):
-- float32 matrix-multiply rate (GFLOP/s) on one thread and on all threads: the
-  ceiling any MLP can reach here;
+- float32 matrix-multiply rate (GFLOP/s) on one thread and on all threads, and the bfloat16 rate on all
+  threads: the ceilings any MLP can reach here;
+- training samples/s of ElemNet, IRNet-17 and Roost (``--nets``) through their task configs on the real
+  OQMD training split, in float32 and in bf16-mixed (``--precisions``), and for the MLPs the share of the
+  GEMM rate of the same precision they reach (6 FLOPs per weight per sample: forward and backward);
+  Roost also with random batches in float32 (its throughput before batches were bucketed by element count);
+- one whole training epoch with validation, per net, in the precision a run gets by default
+  (``cli/precision.py``): the wall time an epoch of ``make train`` takes;
 - ElemNet inference (compositions/s) on one thread and on all threads, and the
   share of the matmul rate it reaches (2 FLOPs per weight per composition);
 - the paper's figure for scale: 25,662 compositions in 9.28 s on one CPU core
@@ -22,6 +28,7 @@ os.environ.setdefault("MLFLOW_TRACKING_URI", "sqlite:///mlruns/mlflow.db")
 
 import torch  # noqa: E402
 
+from cli.precision import hardware_precision  # noqa: E402
 from lightning_modules.nets import ElemNet  # noqa: E402
 
 
@@ -35,9 +42,9 @@ def _best_of(fn, repeats: int = 5) -> float:
     return min(times)
 
 
-def matmul_gflops(threads: int, n: int = 2048) -> float:
+def matmul_gflops(threads: int, n: int = 2048, dtype: torch.dtype = torch.float32) -> float:
     torch.set_num_threads(threads)
-    a, b = torch.randn(n, n), torch.randn(n, n)
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
     return 2 * n ** 3 / _best_of(lambda: a @ b) / 1e9
 
 
@@ -50,29 +57,95 @@ def inference_rate(net: torch.nn.Module, threads: int, batch: int = 4096, batche
     return batch * batches / seconds
 
 
-def epoch_seconds(batch_size: int, threads: int) -> tuple[float, int]:
-    import lightning.pytorch as pl
+class _StepClock:
+    """Times training batches after ``warmup`` of them (samples/s), and the fit from its first batch (s)."""
 
-    from datamodules.composition import CompositionDataModule
-    from lightning_modules.regression import PropertyRegressor
+    def __init__(self, warmup: int):
+        import lightning.pytorch as pl
 
-    torch.set_num_threads(threads)
-    dm = CompositionDataModule(batch_size=batch_size)
-    dm.prepare_data()
-    dm.setup("fit")
-    module = PropertyRegressor(ElemNet(), lr=1e-4)
-    trainer = pl.Trainer(max_epochs=1, limit_val_batches=0, logger=False, enable_checkpointing=False,
-                         enable_progress_bar=True, enable_model_summary=False, num_sanity_val_steps=0,
-                         use_distributed_sampler=False, accelerator="cpu")
-    start = time.perf_counter()
-    trainer.fit(module, train_dataloaders=dm.train_dataloader())
-    return time.perf_counter() - start, len(dm.splits["train"])
+        class Clock(pl.Callback):
+            def on_train_batch_start(cb, trainer, module, batch, batch_idx):
+                if self.first is None:
+                    self.first = time.perf_counter()
+                if trainer.global_step == warmup:
+                    self.timed_from, self.samples = time.perf_counter(), 0
+
+            def on_train_batch_end(cb, trainer, module, outputs, batch, batch_idx):
+                if self.timed_from is not None:
+                    self.samples += len(batch[-1])
+                    self.timed_to = time.perf_counter()
+
+            def on_fit_end(cb, trainer, module):
+                self.fit_end = time.perf_counter()
+
+        self.callback = Clock()
+        self.first = self.timed_from = self.timed_to = self.fit_end = None
+        self.samples = 0
+
+    def samples_per_s(self) -> float:
+        return self.samples / (self.timed_to - self.timed_from)
+
+
+GEMM_DTYPES = {"32-true": torch.float32, "bf16-mixed": torch.bfloat16}
+# the task behind each net of the bench (its config: batch size, batching, features)
+NET_TASKS = {"elemnet": "elemnet", "irnet": "irnet", "roost": "roost"}
+
+
+def run_task(task: str, extra: list[str], warmup: int = 0):
+    """Fit ``task`` through its config on the real data with ``extra`` options, no logger or checkpoints;
+    returns (clock, the built CLI)."""
+    from cli.train import REPO, build
+
+    cli = build(["--config", str(REPO / "configs" / "defaults.yaml"), "--config", str(REPO / "configs" / "tasks" / f"{task}.yaml"),
+                 "--trainer.logger=false", "--trainer.callbacks=[]", "--trainer.enable_checkpointing=false",
+                 "--trainer.enable_model_summary=false", "--trainer.num_sanity_val_steps=0", *extra])
+    clock = _StepClock(warmup)
+    cli.trainer.callbacks.append(clock.callback)
+    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    return clock, cli
+
+
+def train_rate(task: str, precision: str, steps: int, extra: list[str] = ()) -> tuple[float, int]:
+    """(training samples/s over ``steps`` batches after 10 of warm-up, weights of the net's matrices)."""
+    clock, cli = run_task(task, [f"--trainer.precision={precision}", "--trainer.max_epochs=1",
+                                 f"--trainer.limit_train_batches={10 + steps}", "--trainer.limit_val_batches=0",
+                                 "--trainer.enable_progress_bar=false", *extra], warmup=10)
+    weights = sum(p.numel() for p in cli.model.net.parameters() if p.dim() == 2)
+    return clock.samples_per_s(), weights
+
+
+def epoch_seconds(task: str) -> float:
+    """Wall time of one whole training epoch and its validation, from the first batch, default precision."""
+    clock, _ = run_task(task, ["--trainer.max_epochs=1"])
+    return clock.fit_end - clock.first
+
+
+def training_results(nets: list[str], precisions: list[str], steps: int, epoch: bool, gemm: dict[str, float]):
+    results: dict[str, float] = {}
+    for net in nets:
+        task = NET_TASKS[net]
+        for precision in precisions:
+            rate, weights = train_rate(task, precision, steps)
+            results[f"{net}_train_per_s_{precision}"] = rate
+            if net != "roost":  # an MLP: 6 FLOPs per weight per sample
+                results[f"{net}_train_share_of_gemm_{precision}"] = rate * 6 * weights / 1e9 / gemm[precision]
+        if net == "roost":  # before: random batches, padded to each batch's largest composition
+            results["roost_train_per_s_32-true_random_batches"], _ = train_rate(
+                task, "32-true", steps, ["--data.init_args.batching=random"])
+            best = max(results[f"roost_train_per_s_{p}"] for p in precisions)
+            results["roost_speedup_vs_32-true_random_batches"] = best / results["roost_train_per_s_32-true_random_batches"]
+        if epoch:
+            results[f"{net}_epoch_with_validation_s"] = epoch_seconds(task)
+    return results
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--epoch_batch_size", type=int, default=512, help="batch size of the timed epoch (512 = CPU default)")
-    ap.add_argument("--skip_epoch", action="store_true", help="skip the training-epoch timing")
+    ap.add_argument("--nets", nargs="*", default=list(NET_TASKS), choices=list(NET_TASKS),
+                    help="nets whose training is timed (none: inference and GEMM rates only)")
+    ap.add_argument("--precisions", nargs="+", default=["32-true", "bf16-mixed"], choices=list(GEMM_DTYPES))
+    ap.add_argument("--steps", type=int, default=60, help="timed training batches per net and precision")
+    ap.add_argument("--skip_epoch", action="store_true", help="skip the whole-epoch timings")
     ap.add_argument("--batches", type=int, default=8, help="inference batches of 4096 per timing")
     args = ap.parse_args(argv)
     all_threads = os.cpu_count() or 1
@@ -87,17 +160,19 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         results[f"elemnet_share_of_matmul_{label}"] = rate * flops_per_composition / 1e9 / gflops
     results["paper_25662_on_1_core_s"] = 9.28
     results["ours_25662_on_1_thread_s"] = 25662 / results["elemnet_infer_per_s_1thread"]
-    if not args.skip_epoch:
-        seconds, n = epoch_seconds(args.epoch_batch_size, all_threads)
-        results[f"train_epoch_s_batch{args.epoch_batch_size}"] = seconds
-        results[f"train_samples_per_s_batch{args.epoch_batch_size}"] = n / seconds
+    gemm = {p: results[f"matmul_gflops_{all_threads}threads"] if p == "32-true" else
+            matmul_gflops(all_threads, dtype=GEMM_DTYPES[p]) for p in args.precisions}
+    results.update({f"matmul_gflops_{all_threads}threads_{p}": g for p, g in gemm.items()})
+    torch.set_num_threads(all_threads)
+    results.update(training_results(args.nets, args.precisions, args.steps, not args.skip_epoch, gemm))
     for key, value in results.items():
         print(f"{key:40s} {value:12.4g}")
     import mlflow
 
     mlflow.set_experiment("bench")
     with mlflow.start_run(run_name=f"bench-{os.uname().nodename}"):
-        mlflow.log_params({"cpu_count": all_threads, "torch": torch.__version__, "processor": os.uname().machine})
+        mlflow.log_params({"cpu_count": all_threads, "torch": torch.__version__, "processor": os.uname().machine,
+                           "default_precision": hardware_precision()})
         mlflow.log_metrics(results)
     print(json.dumps(results))
     return results

@@ -19,6 +19,8 @@ from lightning.pytorch.cli import LightningCLI  # noqa: E402
 from lightning.pytorch.loggers import MLFlowLogger  # noqa: E402
 
 from callbacks.mlflow_run import MLflowSaveConfig  # noqa: E402
+from callbacks.timeline import RunTimeline  # noqa: E402
+from cli.precision import hardware_precision  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 TASKS = REPO / "configs" / "tasks"
@@ -33,6 +35,7 @@ class TaskCLI(LightningCLI):
 
     def add_arguments_to_parser(self, parser):
         parser.link_arguments("data.n_features", "model.init_args.net.init_args.n_features", apply_on="instantiate")
+        parser.add_lightning_class_args(RunTimeline, "timeline")  # every run: phase times, validation vs minutes
         parser.add_argument("--ckpt_path", type=str | None, default=None,
                             help="resume fitting from this checkpoint ('last' = the task's last.ckpt)")
         parser.add_argument("--test_after_fit", type=bool, default=True, help="test the best checkpoint after fitting")
@@ -62,6 +65,8 @@ class TaskCLI(LightningCLI):
                 if not cb.init_args.get("dirpath"):
                     cb.init_args.dirpath = str(checkpoint_dir)
                 checkpoint_dir = Path(cb.init_args.dirpath)
+        if trainer.get("precision") is None:  # the config leaves it to the hardware (cli/precision.py)
+            trainer.precision = hardware_precision(str(trainer.get("accelerator") or "auto"))
         if trainer.get("sync_batchnorm") and not _gpu_run(trainer):
             import warnings
 

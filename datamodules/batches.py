@@ -40,29 +40,64 @@ class ShuffledBatches(Sampler):
             return torch.distributed.get_rank(), torch.distributed.get_world_size()
         return 0, 1
 
+    def _generator(self) -> torch.Generator:
+        return torch.Generator().manual_seed(self.seed + self.epoch)
+
+    def _batches(self) -> list[torch.Tensor]:
+        """This epoch's batches of row indices, before sharding."""
+        order = torch.randperm(self.n, generator=self._generator()) if self.shuffle else torch.arange(self.n)
+        return list(order.split(self.batch_size))
+
+    def _n_batches(self) -> int:
+        return -(-self.n // self.batch_size)
+
     def __iter__(self):
-        if self.shuffle:
-            g = torch.Generator().manual_seed(self.seed + self.epoch)
-            order = torch.randperm(self.n, generator=g)
-        else:
-            order = torch.arange(self.n)
+        batches = self._batches()
         rank, world = self._shard()
-        batches = list(order.split(self.batch_size))
         if world > 1:  # equal batch counts on every rank, or DDP would hang
             per_rank = len(batches) // world if self.shuffle else -(-len(batches) // world)
             batches = (batches * world)[rank::world][:per_rank]
         return iter(batches)
 
     def __len__(self) -> int:
-        batches = -(-self.n // self.batch_size)
+        batches = self._n_batches()
         rank, world = self._shard()
         if world > 1:
             return batches // world if self.shuffle else -(-batches // world)
         return batches
 
 
-def batch_loader(dataset: TensorRows, batch_size: int, shuffle: bool, seed: int = 0) -> DataLoader:
-    return DataLoader(dataset, sampler=ShuffledBatches(len(dataset), batch_size, shuffle, seed), batch_size=None)
+class BucketedBatches(ShuffledBatches):
+    """Batches whose rows share one group (e.g. a composition's element count), for set models such as Roost
+    that pad every row of a batch to its largest set: one 7-element composition in a batch of binaries costs
+    the whole batch (7/2)^2 ~ 12x the pair attention.
+
+    Each epoch the rows of every group are shuffled and cut into batches, and the batches of all groups are
+    shuffled together (seeded by ``seed + epoch``), so every row comes exactly once per epoch; a group's
+    last batch may be short. DDP sharding is :class:`ShuffledBatches`'.
+    """
+
+    def __init__(self, groups: torch.Tensor, batch_size: int, shuffle: bool, seed: int = 0):
+        super().__init__(len(groups), batch_size, shuffle, seed)
+        self.members = [torch.nonzero(groups == g).flatten() for g in torch.unique(groups)]
+
+    def _batches(self) -> list[torch.Tensor]:
+        if not self.shuffle:
+            return [b for rows in self.members for b in rows.split(self.batch_size)]
+        g = self._generator()
+        batches = [b for rows in self.members for b in rows[torch.randperm(len(rows), generator=g)].split(self.batch_size)]
+        return [batches[i] for i in torch.randperm(len(batches), generator=g)]
+
+    def _n_batches(self) -> int:
+        return sum(-(-len(rows) // self.batch_size) for rows in self.members)
+
+
+def batch_loader(dataset: TensorRows, batch_size: int, shuffle: bool, seed: int = 0,
+                 groups: torch.Tensor | None = None) -> DataLoader:
+    """Whole-tensor batches of ``dataset``; with ``groups`` (one label per row) each batch holds one group."""
+    sampler = (ShuffledBatches(len(dataset), batch_size, shuffle, seed) if groups is None
+               else BucketedBatches(groups, batch_size, shuffle, seed))
+    return DataLoader(dataset, sampler=sampler, batch_size=None)
 
 
 class SplitLoaders:
@@ -71,8 +106,14 @@ class SplitLoaders:
     Mixed in before ``LightningDataModule``; needs ``batch_size``, ``eval_batch_size`` and ``seed`` hparams.
     """
 
+    def batch_groups(self) -> torch.Tensor | None:
+        """One label per training row when a training batch must hold rows of one label only (default: none).
+        Validation and test keep their row order (callbacks score test rows by position)."""
+        return None
+
     def train_dataloader(self):
-        return batch_loader(self.splits["train"], self.hparams.batch_size, shuffle=True, seed=self.hparams.seed)
+        return batch_loader(self.splits["train"], self.hparams.batch_size, shuffle=True, seed=self.hparams.seed,
+                            groups=self.batch_groups())
 
     def val_dataloader(self):
         return batch_loader(self.splits["val"], self.hparams.eval_batch_size, shuffle=False)

@@ -52,6 +52,8 @@ class CompositionDataModule(SplitLoaders, pl.LightningDataModule):
         train_fraction: use only this seeded share of the training split (a
             quick CPU run); validation and test are never subsampled.
         skip_bad_rows: count bad rows in the cleaning report instead of stopping.
+        batching: ``random`` batches, or ``by_element_count``: each training batch holds compositions of
+            one element count (for set models such as Roost, which pad a batch to its largest composition).
     """
 
     def __init__(
@@ -71,6 +73,7 @@ class CompositionDataModule(SplitLoaders, pl.LightningDataModule):
         train_fraction: float = 1.0,
         standardize: bool | None = None,
         skip_bad_rows: bool = False,
+        batching: Literal["random", "by_element_count"] = "random",
         batch_size: int = 32,
         eval_batch_size: int = 4096,
         seed: int = 0,
@@ -214,6 +217,11 @@ class CompositionDataModule(SplitLoaders, pl.LightningDataModule):
             self.feature_std = torch.sqrt(torch.nanmean((train_x - self.feature_mean) ** 2, dim=0)).clamp_min(1e-8)
         x = self.transform(x)
         self.splits = {name: TensorRows(x[split_t == s], y[split_t == s]) for s, name in enumerate(("train", "val", "test"))}
+
+    def batch_groups(self) -> torch.Tensor | None:
+        if self.hparams.batching == "random":
+            return None
+        return torch.from_numpy((self.compositions["train"][0] > 0).sum(axis=1))
 
     def transform(self, x: torch.Tensor) -> torch.Tensor:
         """Standardise with training statistics; a missing attribute becomes the training mean."""

@@ -20,7 +20,7 @@ from torchmetrics import MaxMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassF1Score
 
 from lightning_modules.regression import SCHEDULES as REGRESSION_SCHEDULES
-from lightning_modules.stages import StagedMetrics
+from lightning_modules.stages import StagedMetrics, adam
 
 LOSSES: dict[str, type[nn.Module] | partial] = {
     "cross_entropy": nn.CrossEntropyLoss,  # softmax cross entropy (7.4.1)
@@ -101,8 +101,7 @@ class PhaseClassifier(StagedMetrics, pl.LightningModule):
         return self(*inputs).softmax(-1)
 
     def configure_optimizers(self):
-        optimizer = torch.optim.Adam((p for p in self.parameters() if p.requires_grad), lr=self.hparams.lr,
-                                     weight_decay=self.hparams.weight_decay)
+        optimizer = adam(self)
         schedule = SCHEDULES[self.hparams.lr_schedule]
         scheduler = schedule(optimizer, self) if schedule is not None else None
         if scheduler is None:

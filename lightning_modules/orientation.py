@@ -26,7 +26,7 @@ from torch import nn
 from torchmetrics import CatMetric, MeanMetric, MinMetric
 
 from lightning_modules.regression import _cosine, _onecycle
-from lightning_modules.stages import check_resumed_schedule
+from lightning_modules.stages import adam, check_resumed_schedule
 from materials.orientations import REPRESENTATIONS, disorientation, mseae, quaternion_to_euler
 
 
@@ -145,7 +145,7 @@ class OrientationRegressor(pl.LightningModule):
         return self.predict_quaternions(batch[0] if isinstance(batch, (tuple, list)) else batch)
 
     def configure_optimizers(self):
-        optimizer = torch.optim.Adam(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+        optimizer = adam(self)
         schedule = SCHEDULES[self.hparams.lr_schedule]
         config = schedule(optimizer, self) if schedule is not None else None  # None: too short to schedule
         return optimizer if config is None else {"optimizer": optimizer, "lr_scheduler": config}

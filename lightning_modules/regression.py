@@ -16,7 +16,7 @@ from torch import nn
 from torchmetrics import CatMetric, MeanAbsoluteError, MeanSquaredError, MetricCollection, MinMetric, R2Score
 
 from lightning_modules.pretrained import load_net_weights
-from lightning_modules.stages import StagedMetrics
+from lightning_modules.stages import StagedMetrics, adam
 from lightning_modules.uncertainty import PREDICTIVE, dropout_layers, ensemble_members, gaussian_scores
 
 LOSSES: dict[str, type[nn.Module]] = {"mae": nn.L1Loss, "mse": nn.MSELoss, "huber": nn.HuberLoss}
@@ -119,6 +119,14 @@ class PropertyRegressor(StagedMetrics, pl.LightningModule):
         return PREDICTIVE[self.hparams.uncertainty](self, x)
 
     def _step(self, batch, metrics, stage: str):
+        if stage == "train":
+            return self._scored_step(batch, metrics, stage)
+        # validation and test in float32 whatever the training precision: a bfloat16 output has 8 significant
+        # bits (steps of 0.0078 eV/atom near -1.5), too coarse for the errors the tasks are judged by
+        with torch.autocast(self.device.type, enabled=False):
+            return self._scored_step(batch, metrics, stage)
+
+    def _scored_step(self, batch, metrics, stage: str):
         x, y = batch
         std = None
         if stage == "train" and self.members is not None:  # each member learns from its own loss
@@ -163,10 +171,11 @@ class PropertyRegressor(StagedMetrics, pl.LightningModule):
         self.log_dict(values)
 
     def predict_step(self, batch, batch_idx):
-        return self(batch[0] if isinstance(batch, (tuple, list)) else batch).squeeze(1)
+        with torch.autocast(self.device.type, enabled=False):
+            return self(batch[0] if isinstance(batch, (tuple, list)) else batch).squeeze(1)
 
     def configure_optimizers(self):
-        optimizer = torch.optim.Adam(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+        optimizer = adam(self)
         schedule = SCHEDULES[self.hparams.lr_schedule]
         scheduler = schedule(optimizer, self) if schedule is not None else None
         if scheduler is None:

@@ -1,9 +1,13 @@
 """make bench runs and reports rates; the numbers themselves are read by people, not asserted."""
 
+import os
+
 from cli.bench import main as bench
 
 
 def test_bench_reports_throughput_beside_the_matmul_limit(workdir):
-    results = bench(["--skip_epoch", "--batches", "1"])
+    results = bench(["--skip_epoch", "--batches", "1", "--nets", "roost", "--steps", "3"])
     assert results["matmul_gflops_1thread"] > 0
     assert 0 < results["elemnet_share_of_matmul_1thread"] < 1.5
+    assert results["roost_train_per_s_bf16-mixed"] > 0 and results["roost_train_per_s_32-true_random_batches"] > 0
+    assert results[f"matmul_gflops_{os.cpu_count()}threads_bf16-mixed"] > 0

@@ -65,3 +65,15 @@ def test_gradients_reach_the_embeddings_and_the_attention_powers(net):
     assert net.embedding.weight.grad[ELEMENT_INDEX["Li"]].abs().sum() > 0
     assert net.embedding.weight.grad[ELEMENT_INDEX["Xe"]].abs().sum() == 0  # absent elements get nothing
     assert all(layer.power.grad is not None and torch.isfinite(layer.power.grad).all() for layer in net.layers)
+
+
+def test_pair_mlps_equal_the_mlp_of_the_concatenated_pair():
+    """The first layer applied per node and broadcast over the pairs is the paper's MLP on [h_i, h_j]."""
+    from lightning_modules.nets.roost import WeightedAttentionLayer
+
+    torch.manual_seed(0)
+    layer = WeightedAttentionLayer(width=8, heads=2, hidden=16)
+    h = torch.randn(3, 5, 8)
+    pairs = torch.cat([h.unsqueeze(2).expand(3, 5, 5, 8), h.unsqueeze(1).expand(3, 5, 5, 8)], dim=-1)
+    for mlp in (layer.gate, layer.message):
+        assert torch.allclose(layer.on_pairs(mlp, h), mlp(pairs), atol=1e-5)

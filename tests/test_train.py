@@ -87,7 +87,8 @@ def test_mlflow_run_has_metrics_artifacts_and_a_model_that_predicts(workdir):
     assert len(history) == 2  # one value per epoch
     artifacts = {a.path for a in client.list_artifacts(run.run_id)}
     assert {"config.yaml", "cleaning_report.json", "plots", "model"} <= artifacts
-    assert {a.path for a in client.list_artifacts(run.run_id, "plots")} == {"plots/parity.png", "plots/error_cdf.png"}
+    assert {a.path for a in client.list_artifacts(run.run_id, "plots")} == {
+        "plots/parity.png", "plots/error_cdf.png", "plots/val_curve_minutes.png"}
     model = mlflow.pyfunc.load_model(f"runs:/{run.run_id}/model")
     preds = model.predict(pd.DataFrame({"formula": ["NaCl", "Fe2O3", "Al2O3"]}))
     assert preds.shape == (3,) and all(-6 < p < 3 for p in preds)
@@ -100,17 +101,21 @@ def test_mlflow_run_has_metrics_artifacts_and_a_model_that_predicts(workdir):
     assert sizes["model/python_model.pkl"] < 100_000, sizes
 
 
-def test_killed_run_is_marked_and_resumes_from_last_checkpoint(workdir):
-    args = task_args("elemnet", "--trainer.max_epochs=50", "--trainer.limit_train_batches=2",
+@pytest.mark.parametrize("task, profile, folder", [("elemnet", [], "elemnet"),
+                                                   ("irnet", ["--config", str(CONFIGS / "profiles" / "cpu" / "irnet.yaml")], "irnet-cpu")])
+def test_killed_run_is_marked_and_resumes_from_last_checkpoint(task, profile, folder, workdir):
+    args = task_args(task, *profile, "--trainer.max_epochs=50", "--trainer.limit_train_batches=2",
                      "--trainer.limit_val_batches=1", "--trainer.enable_progress_bar=false")
     import os
     import subprocess
     import sys
 
+    import mlflow
+
     proc = subprocess.Popen([sys.executable, "-m", "cli.train", *args], cwd=workdir,
                             env=dict(os.environ),
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    last = workdir / "outputs" / "elemnet" / "checkpoints" / "last.ckpt"
+    last = workdir / "outputs" / folder / "checkpoints" / "last.ckpt"
     deadline = time.time() + 300
     while not last.exists() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.5)
@@ -123,12 +128,16 @@ def test_killed_run_is_marked_and_resumes_from_last_checkpoint(workdir):
     import torch
 
     epoch_killed = torch.load(last, weights_only=True, map_location="cpu")["epoch"]
-    cli = main(task_args("elemnet", "--trainer.max_epochs", str(epoch_killed + 2), "--trainer.limit_train_batches=2",
+    cli = main(task_args(task, *profile, "--trainer.max_epochs", str(epoch_killed + 2), "--trainer.limit_train_batches=2",
                          "--trainer.limit_val_batches=1", "--ckpt_path", "last", "--test_after_fit=false"))
     assert cli.trainer.current_epoch == epoch_killed + 2
     assert cli.trainer.global_step == (epoch_killed + 2) * 2
     runs = search_runs(workdir, "oqmd_formation_enthalpy")
     assert len(runs) == 1 and runs.iloc[0].status == "FINISHED"  # the same MLflow run, continued
+    # the validation curve against training minutes goes on where the killed piece stopped
+    minutes = mlflow.MlflowClient().get_metric_history(runs.iloc[0].run_id, "time/train_minutes")
+    assert len(minutes) >= epoch_killed + 2
+    assert all(a.value < b.value for a, b in zip(minutes, minutes[1:]))
 
 
 def test_resuming_beyond_the_one_cycle_schedule_stops_before_training_and_names_the_checkpoint(workdir):
@@ -182,3 +191,29 @@ def test_unknown_task_lists_the_known_ones():
     result = subprocess.run(["make", "-s", "train", "TASK=nosuch"], cwd=REPO, capture_output=True, text=True)
     assert result.returncode != 0
     assert "unknown TASK 'nosuch'" in result.stdout and "elemnet" in result.stdout and "irnet" in result.stdout
+
+
+def test_a_run_logs_its_phase_times_and_its_validation_curve_against_minutes(workdir):
+    import mlflow
+
+    main(task_args("irnet", "--trainer.max_epochs=3"))
+    run = search_runs(workdir, "oqmd_formation_enthalpy").iloc[0]
+    for phase in ("startup", "training", "testing", "logging"):
+        assert run[f"metrics.time/{phase}_s"] > 0, phase
+    client = mlflow.MlflowClient()
+    minutes = client.get_metric_history(run.run_id, "time/train_minutes")
+    val = client.get_metric_history(run.run_id, "val/mae")
+    assert [m.step for m in minutes] == [m.step for m in val] and len(val) == 3  # one point per validation
+    assert all(a.value < b.value for a, b in zip(minutes, minutes[1:]))
+    assert minutes[-1].value * 60 <= run["metrics.time/training_s"]
+    assert "plots/val_curve_minutes.png" in {a.path for a in client.list_artifacts(run.run_id, "plots")}
+
+
+@pytest.mark.parametrize("profile", sorted((CONFIGS / "profiles" / "cpu").glob("*.yaml")), ids=lambda p: p.stem)
+def test_cpu_profiles_run_in_the_hardware_precision_and_checkpoint_every_epoch(profile, workdir):
+    from cli.precision import hardware_precision
+
+    cli = main(task_args(profile.stem, "--config", str(profile), "--trainer.fast_dev_run=true"))
+    assert cli.trainer.precision == hardware_precision("auto")
+    checkpoint = next(cb for cb in cli.trainer.checkpoint_callbacks)
+    assert checkpoint.save_last and cli.trainer.max_epochs <= 100

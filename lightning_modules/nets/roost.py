@@ -61,11 +61,22 @@ class WeightedAttentionLayer(nn.Module):
         self.message = _mlp([2 * width, hidden, heads * width])
         self.power = nn.Parameter(torch.ones(heads))
 
+    @staticmethod
+    def on_pairs(mlp: nn.Sequential, h: torch.Tensor) -> torch.Tensor:
+        """``mlp([h_i, h_j])`` for every pair (i, j), (b, k, k, out). The first layer is linear, so it is applied
+        to each node once, as W[h_i; h_j] + b = W_i h_i + (W_j h_j + b), and broadcast over the pairs: the
+        (b, k, k, 2 width) concatenation is never built, and the pairs cost only the layers after it."""
+        first, rest = mlp[0], mlp[1:]
+        d = h.shape[-1]
+        own = nn.functional.linear(h, first.weight[:, :d])
+        other = nn.functional.linear(h, first.weight[:, d:], first.bias)
+        return rest(own.unsqueeze(2) + other.unsqueeze(1))
+
     def forward(self, h: torch.Tensor, weights: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         b, k, d = h.shape
-        pairs = torch.cat([h.unsqueeze(2).expand(b, k, k, d), h.unsqueeze(1).expand(b, k, k, d)], dim=-1)
-        attention = weighted_softmax(self.gate(pairs), weights[:, None, :, None], self.power, mask[:, None, :, None])
-        messages = self.message(pairs).view(b, k, k, self.heads, d)
+        attention = weighted_softmax(self.on_pairs(self.gate, h), weights[:, None, :, None], self.power,
+                                     mask[:, None, :, None])
+        messages = self.on_pairs(self.message, h).view(b, k, k, self.heads, d)
         update = (attention.unsqueeze(-1) * messages).sum(dim=2).mean(dim=2)  # over neighbours j, then heads
         return h + update
 
