@@ -22,6 +22,8 @@ Tables:
 - ``sweep``: Figure 5.3, scratch and transfer against the training-set fraction (``--fractions``).
 - ``transfer``: Table 5.2 on SSUB: scratch, OQMD-SC applied and transfer over ``--folds`` folds for
   ElemNet and Roost (:mod:`cli.transfer_table`).
+- ``precision``: the task trained in float32 and in bf16-mixed, same seeds and budget: test MAE, training
+  minutes, and the validation curves against minutes (:mod:`cli.precision_table`).
 - ``search``: does the architecture search pay? The task's own net (default ``irnet``: IRNet-17)
   against the best trial of its Optuna study, same budget and split, over ``--seeds``
   (:mod:`cli.search_pays`).
@@ -282,6 +284,9 @@ TABLES: dict[str, Table] = {
     "experimental": Table(_from("cli.experimental_table", "experimental_table", task_configs), "elemnet",
                           _from("cli.experimental_table", "key_parts"),
                           _from("cli.experimental_table", "probe", task_configs)),
+    "precision": Table(_from("cli.precision_table", "precision_table", task_configs), "irnet",
+                       _from("cli.precision_table", "key_parts"),
+                       lambda opts, extra: task_configs(opts.task, opts.profile) + extra),
     "sweep": Table(_from("cli.transfer_table", "sweep_table", task_configs), "elemnet_transfer",
                    lambda opts, extra: [*opts.tasks[:1], str(opts.folds), *map(str, opts.fractions), *extra],
                    _from("cli.transfer_table", "probe", task_configs)),
@@ -307,7 +312,7 @@ def main(argv: list[str] | None = None) -> str:
     ap.add_argument("--folds", type=int, default=10, help="padnet: stratified folds; transfer: CV folds")
     ap.add_argument("--train-inputs", dest="train_inputs", nargs="+", default=["I", "I-MF", "I-CS"])
     ap.add_argument("--filters", nargs="+", default=["frozen", "trainable"], choices=["frozen", "trainable"])
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="search, crabnet, elemnet, irnet: training seeds per model")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="search, crabnet, elemnet, irnet, precision: training seeds per model")
     ap.add_argument("--tasks", nargs="+", default=None,
                     help="crabnet: the composition tasks (default elemnet irnet roost); "
                          "transfer: the transfer tasks (default elemnet_transfer roost_transfer)")

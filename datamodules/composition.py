@@ -25,7 +25,7 @@ from datamodules.sources.readers import read_table
 from datamodules.sources.registry import DATASETS, STRUCTURE_DATASETS, data_dir, dataset_files, sha256_of
 from materials.composition import parse_compositions
 from materials.elements import ELEMNET_ELEMENTS, N_ELEMENTS
-from materials.magpie import N_MAGPIE, magpie_features
+from materials.magpie import FEATURIZER_VERSION, N_MAGPIE, magpie_features
 
 CACHE_VERSION = 1
 FEATURE_WIDTHS = {"fractions": N_ELEMENTS, "magpie": N_MAGPIE}
@@ -153,7 +153,8 @@ class CompositionDataModule(SplitLoaders, pl.LightningDataModule):
         kind, fractions = self.hparams.features, part["fractions"]
         if kind == "fractions":
             return fractions
-        cache = self._cache_path(file, str(part["sha256"])).with_suffix(f".{kind}.npy")
+        # keyed by the file's sha256 and the featuriser's version: a changed file or featuriser is recomputed
+        cache = self._cache_path(file, str(part["sha256"])).with_suffix(f".{kind}-v{FEATURIZER_VERSION}.npy")
         if cache.exists():
             try:
                 feats = np.load(cache, allow_pickle=False)

@@ -53,6 +53,8 @@ MAGPIE_LABELS: tuple[str, ...] = (
     + tuple(f"frac {o} valence electrons" for o in ORBITALS)
     + ("compound possible", "max ionic char", "avg ionic char")
 )
+#: bumped whenever ``magpie_features`` changes its output: cached attribute matrices carry it in their name
+FEATURIZER_VERSION = 1
 N_MAGPIE = len(MAGPIE_LABELS)
 assert N_MAGPIE == 145
 

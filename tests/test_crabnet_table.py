@@ -117,3 +117,20 @@ def test_an_interrupted_cell_resumes_from_its_last_checkpoint_and_another_runs_a
         cells.train("c", args, root, after=broken)
     run_c, done = cells.cell("c")
     assert done is None and cells.client.get_run(run_c).info.status == "FAILED"
+
+
+def test_precision_table_trains_each_seed_in_float32_and_bf16_and_plots_their_curves(workdir):
+    from cli.reproduce import main as reproduce
+
+    train = ["--data.init_args.dataset=ssub", "--data.init_args.split=random", "--data.init_args.skip_bad_rows=true",
+             "--trainer.max_epochs=2", "--trainer.limit_train_batches=4", "--trainer.enable_progress_bar=false",
+             f"--trainer.logger.init_args.tracking_uri={os.environ['MLFLOW_TRACKING_URI']}"]
+    text = reproduce(["precision", "--task", "elemnet", "--seeds", "0", "1", "--output", str(workdir / "p.md"), "--", *train])
+    rows = {line.split(" | ")[0].strip("| "): line for line in text.splitlines() if line.startswith("| ")}
+    assert " ± " in rows["32-true"] and " ± " in rows["bf16-mixed"]
+    assert "paired by seed" in text and (workdir / "outputs" / "reproduce" / "precision-elemnet.png").stat().st_size > 0
+    runs = search_runs(workdir, "reproduce")
+    cells = runs[runs["tags.reproduce.cell"].notna()].set_index("tags.reproduce.cell")
+    assert sorted(cells.index) == ["elemnet-32-true-seed0", "elemnet-32-true-seed1",
+                                   "elemnet-bf16-mixed-seed0", "elemnet-bf16-mixed-seed1"]
+    assert list(cells.loc[["elemnet-32-true-seed0", "elemnet-bf16-mixed-seed0"], "params.precision"]) == ["32-true", "bf16-mixed"]
