@@ -26,6 +26,7 @@ import time
 
 os.environ.setdefault("MLFLOW_TRACKING_URI", "sqlite:///mlruns/mlflow.db")
 
+import lightning.pytorch as pl  # noqa: E402
 import torch  # noqa: E402
 
 from cli.precision import hardware_precision  # noqa: E402
@@ -57,38 +58,33 @@ def inference_rate(net: torch.nn.Module, threads: int, batch: int = 4096, batche
     return batch * batches / seconds
 
 
-class _StepClock:
-    """Times training batches after ``warmup`` of them (samples/s), and the fit from its first batch (s)."""
+class StepClock(pl.Callback):
+    """Times training batches after ``warmup`` optimizer steps (samples/s), and the fit from its first batch (s)."""
 
-    def __init__(self, warmup: int):
-        import lightning.pytorch as pl
-
-        class Clock(pl.Callback):
-            def on_train_batch_start(cb, trainer, module, batch, batch_idx):
-                if self.first is None:
-                    self.first = time.perf_counter()
-                if trainer.global_step == warmup:
-                    self.timed_from, self.samples = time.perf_counter(), 0
-
-            def on_train_batch_end(cb, trainer, module, outputs, batch, batch_idx):
-                if self.timed_from is not None:
-                    self.samples += len(batch[-1])
-                    self.timed_to = time.perf_counter()
-
-            def on_fit_end(cb, trainer, module):
-                self.fit_end = time.perf_counter()
-
-        self.callback = Clock()
+    def __init__(self, warmup: int = 0):
+        self.warmup, self.samples = warmup, 0
         self.first = self.timed_from = self.timed_to = self.fit_end = None
-        self.samples = 0
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if self.first is None:
+            self.first = time.perf_counter()
+        if trainer.global_step == self.warmup and self.timed_from is None:
+            self.timed_from = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if self.timed_from is not None:
+            self.samples += len(batch[-1])
+            self.timed_to = time.perf_counter()
+
+    def on_fit_end(self, trainer, pl_module):
+        self.fit_end = time.perf_counter()
 
     def samples_per_s(self) -> float:
         return self.samples / (self.timed_to - self.timed_from)
 
 
 GEMM_DTYPES = {"32-true": torch.float32, "bf16-mixed": torch.bfloat16}
-# the task behind each net of the bench (its config: batch size, batching, features)
-NET_TASKS = {"elemnet": "elemnet", "irnet": "irnet", "roost": "roost"}
+NETS = ("elemnet", "irnet", "roost")  # each timed through its task's config: batch size, batching, features
 
 
 def run_task(task: str, extra: list[str], warmup: int = 0):
@@ -99,8 +95,8 @@ def run_task(task: str, extra: list[str], warmup: int = 0):
     cli = build(["--config", str(REPO / "configs" / "defaults.yaml"), "--config", str(REPO / "configs" / "tasks" / f"{task}.yaml"),
                  "--trainer.logger=false", "--trainer.callbacks=[]", "--trainer.enable_checkpointing=false",
                  "--trainer.enable_model_summary=false", "--trainer.num_sanity_val_steps=0", *extra])
-    clock = _StepClock(warmup)
-    cli.trainer.callbacks.append(clock.callback)
+    clock = StepClock(warmup)
+    cli.trainer.callbacks.append(clock)
     cli.trainer.fit(cli.model, datamodule=cli.datamodule)
     return clock, cli
 
@@ -123,25 +119,24 @@ def epoch_seconds(task: str) -> float:
 def training_results(nets: list[str], precisions: list[str], steps: int, epoch: bool, gemm: dict[str, float]):
     results: dict[str, float] = {}
     for net in nets:
-        task = NET_TASKS[net]
         for precision in precisions:
-            rate, weights = train_rate(task, precision, steps)
+            rate, weights = train_rate(net, precision, steps)
             results[f"{net}_train_per_s_{precision}"] = rate
             if net != "roost":  # an MLP: 6 FLOPs per weight per sample
                 results[f"{net}_train_share_of_gemm_{precision}"] = rate * 6 * weights / 1e9 / gemm[precision]
-        if net == "roost":  # before: random batches, padded to each batch's largest composition
+        if net == "roost":  # random batches, each padded to its largest composition, in float32
             results["roost_train_per_s_32-true_random_batches"], _ = train_rate(
-                task, "32-true", steps, ["--data.init_args.batching=random"])
+                net, "32-true", steps, ["--data.init_args.batching=random"])
             best = max(results[f"roost_train_per_s_{p}"] for p in precisions)
             results["roost_speedup_vs_32-true_random_batches"] = best / results["roost_train_per_s_32-true_random_batches"]
         if epoch:
-            results[f"{net}_epoch_with_validation_s"] = epoch_seconds(task)
+            results[f"{net}_epoch_with_validation_s"] = epoch_seconds(net)
     return results
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--nets", nargs="*", default=list(NET_TASKS), choices=list(NET_TASKS),
+    ap.add_argument("--nets", nargs="*", default=list(NETS), choices=NETS,
                     help="nets whose training is timed (none: inference and GEMM rates only)")
     ap.add_argument("--precisions", nargs="+", default=["32-true", "bf16-mixed"], choices=list(GEMM_DTYPES))
     ap.add_argument("--steps", type=int, default=60, help="timed training batches per net and precision")

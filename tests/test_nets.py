@@ -21,6 +21,16 @@ def test_elemnet_table_3_1_layers_dropout_and_parameter_count():
     assert net(torch.rand(7, 86)).shape == (7, 1)
 
 
+def test_elemnet_he_initialisation_carries_the_input_through_17_layers():
+    """Under torch's default initialisation the biases swamp the input: ElemNet's output barely depends on it."""
+    torch.manual_seed(0)
+    x = torch.rand(1024, 86) * (torch.rand(1024, 86) < 0.04)
+    x = x / x.sum(1, keepdim=True).clamp_min(1e-9)
+    spread = {init: ElemNet(init=init).eval()(x).std().item() for init in ("he", "pytorch")}
+    assert spread["he"] > 1e-3 > 1e3 * spread["pytorch"], spread
+    assert all((layer.bias == 0).all() for layer in ElemNet().layers if isinstance(layer, torch.nn.Linear))
+
+
 def test_depths_have_the_requested_number_of_layers():
     for depth in (17, 24, 48):
         assert sum(n for _, n in stack_sizes(depth)) + 1 == depth
