@@ -77,3 +77,14 @@ def test_pair_mlps_equal_the_mlp_of_the_concatenated_pair():
     pairs = torch.cat([h.unsqueeze(2).expand(3, 5, 5, 8), h.unsqueeze(1).expand(3, 5, 5, 8)], dim=-1)
     for mlp in (layer.gate, layer.message):
         assert torch.allclose(layer.on_pairs(mlp, h), mlp(pairs), atol=1e-5)
+
+
+def test_a_batch_of_mixed_element_counts_equals_each_composition_alone(net):
+    """forward runs each element count in its own pass and returns the rows in their order."""
+    formulas = ["NaCl", "LiFePO4", "Fe2O3", "BaSrTiMnO3", "Al2O3", "KCl", "CuInGaSe2"]
+    x = torch.from_numpy(parse_compositions(formulas, "test").fractions).float()
+    net.eval()
+    with torch.no_grad():
+        together = net(x)
+        alone = torch.cat([net(x[i:i + 1]) for i in range(len(formulas))])
+    assert torch.allclose(together, alone, atol=1e-5)

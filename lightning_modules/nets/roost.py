@@ -165,4 +165,16 @@ class Roost(nn.Module):
         return self.head(self.pool(h, weights, mask))
 
     def forward(self, fractions: torch.Tensor) -> torch.Tensor:
-        return self.forward_set(*self.as_set(fractions))
+        """In evaluation, each element count of the batch in its own pass, so no composition is padded: a
+        batch of 4,096 OQMD compositions holds a 7-element one and would otherwise pay (7/3)^2 ~ 5x the pair
+        attention for its ternaries; the outputs come back in the rows' order. Training batches are padded:
+        they are small, and split by element count they run slower (1,040 against 1,480 samples/s here);
+        the datamodule's ``batching: by_element_count`` makes them one element count each (2,920)."""
+        if self.training:
+            return self.forward_set(*self.as_set(fractions))
+        counts = (fractions > 0).sum(dim=1)
+        groups = [torch.nonzero(counts == k).flatten() for k in torch.unique(counts)]
+        if len(groups) == 1:
+            return self.forward_set(*self.as_set(fractions))
+        out = torch.cat([self.forward_set(*self.as_set(fractions[rows])) for rows in groups])
+        return out[torch.argsort(torch.cat(groups))]
