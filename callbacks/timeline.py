@@ -118,7 +118,7 @@ class RunTimeline(pl.Callback):
         if logger is None or trainer.global_rank != 0 or not self.curve or metric is None:
             return
         with tempfile.TemporaryDirectory() as tmp:
-            path = curve_plot({logger._run_name or "run": self.curve}, metric, Path(tmp) / "val_curve_minutes.png")
+            path = curve_plot({"this run": self.curve}, metric, Path(tmp) / "val_curve_minutes.png")  # one line, no legend
             logger.experiment.log_artifact(logger.run_id, str(path), "plots")
 
     def on_test_start(self, trainer, pl_module):
