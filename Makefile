@@ -81,7 +81,7 @@ train: check-task
 	$(PY) -m cli.train $(TASK_CONFIGS) $(ARGS)
 
 predict: check-task
-	$(PY) -m cli.predict --model "$(or $(CKPT),$(MODEL))" --input "$(INPUT)" $(if $(OUTPUT),--output "$(OUTPUT)") $(ARGS)
+	$(PY) -m cli.predict --task "$(TASK)" --model "$(or $(CKPT),$(MODEL))" --input "$(INPUT)" $(if $(OUTPUT),--output "$(OUTPUT)") $(ARGS)
 
 baseline: check-task
 	$(PY) -m cli.baseline $(TASK_CONFIGS) $(ARGS)
@@ -121,7 +121,7 @@ MAX_ARITY ?= 3
 MAX_SUM   ?= 10
 THRESHOLD ?= 0.2
 screen:
-	@test -n "$(CKPT)" || { echo "CKPT=<checkpoint> is required, e.g. CKPT=outputs/elemnet/checkpoints/last.ckpt (make train TASK=elemnet)"; exit 2; }
+	@test -n "$(CKPT)" || { echo "CKPT=<checkpoint> is required, e.g. CKPT=outputs/elemnet/<run>/checkpoints/last.ckpt (make train TASK=elemnet)"; exit 2; }
 	$(PY) -m cli.screen --ckpt "$(CKPT)" --elements "$(ELEMENTS)" --max_arity $(MAX_ARITY) --max_sum $(MAX_SUM) \
 	  --threshold $(THRESHOLD) $(if $(OUTPUT),--output "$(OUTPUT)") $(ARGS)
 

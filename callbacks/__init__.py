@@ -3,7 +3,7 @@
 from callbacks.composition_model import LogCompositionModel
 from callbacks.confusion_matrix import ConfusionMatrixArtifact
 from callbacks.ebsd_baselines import DictionaryIndexingBaseline
-from callbacks.mlflow_run import MLflowRunInfo, MLflowSaveConfig
+from callbacks.mlflow_run import MLflowRunInfo, MLflowSaveConfig, RunLogger
 from callbacks.polymorph_metrics import PolymorphMetrics
 from callbacks.mve_baselines import HomogenizationBaselines, LocalizationBaselines
 from callbacks.orientation_plots import DisorientationPlots
@@ -13,4 +13,4 @@ from callbacks.xrd_baselines import XRDBaselines
 
 __all__ = ["ConfusionMatrixArtifact", "DictionaryIndexingBaseline", "DisorientationPlots", "HomogenizationBaselines", "LocalizationBaselines",
            "LogCompositionModel", "MLflowRunInfo", "MLflowSaveConfig",
-           "PolymorphMetrics", "RegressionPlots", "RunTimeline", "XRDBaselines"]
+           "PolymorphMetrics", "RegressionPlots", "RunLogger", "RunTimeline", "XRDBaselines"]

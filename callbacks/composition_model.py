@@ -72,7 +72,7 @@ class CompositionPyfunc(mlflow.pyfunc.PythonModel):
         # as the checkpoint artifact, so the pickle leaves the loaded copy out (else every logged model twice)
         return {k: v for k, v in self.__dict__.items() if k not in ("module", "datamodule")}
 
-    def predict(self, context, model_input, params=None):
+    def predict(self, context, model_input: pd.DataFrame, params=None):  # typed: MLflow infers no schema from it
         if isinstance(model_input, pd.DataFrame):
             if "formula" not in model_input.columns:
                 raise ValueError(f"input needs a 'formula' column; it has {list(model_input.columns)}")
@@ -115,3 +115,36 @@ class LogCompositionModel(pl.Callback):
             )
             logger.experiment.log_artifacts(logger.run_id, str(model_dir), "model")
         ckpt.unlink(missing_ok=True)
+        score = trainer.callback_metrics.get("test/mae")
+        register(logger.experiment, logger.run_id, None if score is None else float(score))
+
+
+#: the alias of the registered version with the lowest test MAE (``models:/<name>@best``)
+BEST_ALIAS = "best"
+
+
+def register(client, run_id: str, test_mae: float | None) -> tuple[str, str]:
+    """Register the run's ``model`` as a version of ``<task>-<dataset>`` (its tags and params) in the MLflow Model
+    Registry, and move the alias ``best`` to it when its test MAE is lower than the current best's;
+    returns (name, version)."""
+    from mlflow.exceptions import MlflowException
+
+    run = client.get_run(run_id)
+    task = run.data.tags.get("task") or run.data.tags.get("net", "model").lower()
+    name = f"{task}-{run.data.params.get('dataset', 'data')}"
+    try:
+        client.get_registered_model(name)
+    except MlflowException:
+        client.create_registered_model(name, description=f"{task} trained on {run.data.params.get('dataset')}: "
+                                       f"every run's model; @{BEST_ALIAS} has the lowest test MAE")
+    version = client.create_model_version(name, f"runs:/{run_id}/model", run_id=run_id,
+                                          tags={"test/mae": "" if test_mae is None else f"{test_mae:.6g}"}).version
+    if test_mae is not None:
+        try:
+            held = client.get_model_version_by_alias(name, BEST_ALIAS)
+            best = float(held.tags.get("test/mae") or "inf")
+        except MlflowException:
+            best = float("inf")
+        if test_mae < best:
+            client.set_registered_model_alias(name, BEST_ALIAS, version)
+    return name, str(version)

@@ -7,13 +7,53 @@ config is uploaded as the artifact ``config.yaml`` instead.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import subprocess
 import tempfile
 from pathlib import Path
 
 import lightning.pytorch as pl
 from lightning.pytorch.cli import SaveConfigCallback
 from lightning.pytorch.loggers import MLFlowLogger
+
+
+#: options that matter only under some values of another option: {option: (that option, its values)};
+#: a run logs an option only where it applies, so the compare view shows what differs
+ONLY_WHEN: dict[str, tuple[str, set]] = {
+    "fold": ("split", {"kfold"}), "n_folds": ("split", {"kfold"}),
+    "holdout_system": ("split", {"holdout_system"}), "holdout_rule": ("split", {"holdout_system"}),
+    "test_fraction": ("split", {"random"}), "val_fraction": ("split", {"random", "kfold", "holdout_system"}),
+    "mc_samples": ("uncertainty", {"mc_dropout"}), "ensemble_size": ("uncertainty", {"ensemble"}),
+}
+
+
+def applicable(params: dict) -> dict:
+    """``params`` less the unset (None) options, Lightning's ``_instantiator`` and options ``ONLY_WHEN`` rules out."""
+    kept = {k: v for k, v in params.items() if v is not None and k != "_instantiator"}
+    return {k: v for k, v in kept.items()
+            if k not in ONLY_WHEN or kept.get(ONLY_WHEN[k][0], next(iter(ONLY_WHEN[k][1]))) in ONLY_WHEN[k][1]}
+
+
+class RunLogger(MLFlowLogger):
+    """Lightning's MLflow logger that logs only the options that apply to the run (``applicable``)."""
+
+    def log_hyperparams(self, params) -> None:
+        params = params if isinstance(params, dict) else vars(params)
+        super().log_hyperparams(applicable(dict(params)))
+
+
+def git_commit() -> str | None:
+    """The repository's commit (``+dirty`` when files differ from it), or None outside a git checkout."""
+    repo = Path(__file__).resolve().parents[1]  # the code that ran, wherever the run's working directory is
+    try:
+        sha = subprocess.run(["git", "-C", str(repo), "rev-parse", "--short=12", "HEAD"], capture_output=True,
+                             text=True, timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return f"{sha}+dirty" if dirty else sha
 
 
 def mlflow_logger(trainer: pl.Trainer) -> MLFlowLogger | None:
@@ -75,6 +115,13 @@ class MLflowRunInfo(pl.Callback):
         elif run.data.params["precision"] != precision:  # resumed in another precision: params are write-once
             client.set_tag(run_id, "precision.resumed_in", precision)
         client.set_tag(run_id, "net", type(getattr(pl_module, "net", pl_module)).__name__)
+        client.set_tag(run_id, "device", _device(trainer))
+        commit = git_commit()
+        if commit and "git.commit" not in run.data.tags:
+            client.set_tag(run_id, "git.commit", commit)
+        for key, value in _budget(trainer).items():  # the training budget, so the compare view tells runs apart
+            if key not in run.data.params:
+                client.log_param(run_id, key, value)
         if getattr(pl_module, "transferred_from", None):  # transfer learning: where the initial weights came from
             client.set_tag(run_id, "transfer.source", pl_module.transferred_from)
         report = getattr(trainer.datamodule, "cleaning_report", None)
@@ -84,5 +131,27 @@ class MLflowRunInfo(pl.Callback):
                         "dropped_duplicate_composition", "dropped_outlier", "train_subsampled_to"):
                 if key in report:
                     client.log_param(run_id, f"data/{key}", report[key])
+            if report.get("file_sha256"):  # the data's files, whatever their names: one digest
+                files = "\n".join(f"{k}:{v}" for k, v in sorted(report["file_sha256"].items()))
+                client.set_tag(run_id, "dataset.sha256", hashlib.sha256(files.encode()).hexdigest()[:16])
             for split, size in report.get("sizes", {}).items():
                 client.log_param(run_id, f"data/n_{split}", size)
+
+
+def _budget(trainer: pl.Trainer) -> dict:
+    """The trainer's budget: epochs, steps and batch limits (those set)."""
+    budget = {"trainer/max_epochs": trainer.max_epochs, "trainer/max_steps": trainer.max_steps,
+              "trainer/limit_train_batches": trainer.limit_train_batches,
+              "trainer/limit_val_batches": trainer.limit_val_batches,
+              "trainer/accumulate_grad_batches": trainer.accumulate_grad_batches}
+    return {k: v for k, v in budget.items() if v not in (None, -1, 1.0) or k == "trainer/max_epochs"}
+
+
+def _device(trainer: pl.Trainer) -> str:
+    """``cpu (2 threads)`` or ``cuda: <GPU name> x<devices>``."""
+    import torch
+
+    device = trainer.strategy.root_device
+    if device.type == "cuda":
+        return f"cuda: {torch.cuda.get_device_name(device)} x{trainer.world_size}"
+    return f"{device.type} ({torch.get_num_threads()} threads) x{trainer.world_size}"

@@ -64,7 +64,10 @@ def curve_plot(curves: dict[str, list[tuple[float, float]]], metric: str, path: 
 class RunTimeline(pl.Callback):
     """Phase wall times and the validation curve against training minutes, logged to the run's MLflow run."""
 
-    def __init__(self):
+    def __init__(self, epoch_lines: bool = False):
+        """``epoch_lines``: print one line per epoch (set by the CLI when the output is a file, not a terminal,
+        in place of a progress bar's carriage returns)."""
+        self.epoch_lines = epoch_lines
         self.started = _process_start()
         self.train_seconds = 0.0  # finished pieces of a resumed fit
         self.curve: list[tuple[float, float]] = []
@@ -107,6 +110,15 @@ class RunTimeline(pl.Callback):
             return
         self.curve.append((float(trainer.callback_metrics["time/train_minutes"]),
                            float(trainer.callback_metrics[metric])))
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        if not self.epoch_lines or trainer.global_rank != 0:
+            return
+        shown = {k: float(v) for k, v in trainer.callback_metrics.items()
+                 if k.startswith(("train/loss", "val/")) and v.numel() == 1}
+        values = "  ".join(f"{k} {v:.4g}" for k, v in sorted(shown.items()))
+        print(f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}  {values}  "
+              f"({self._training_seconds() / 60:.1f} min training)", flush=True)
 
     def on_fit_end(self, trainer, pl_module):
         if self._fit_from is None:

@@ -192,7 +192,7 @@ def parse_models(spec: str) -> dict[str, str]:
             raise SystemExit(f"checkpoint {path} does not exist")
         models[label] = path
     if not models:
-        raise SystemExit("give at least one checkpoint: CKPT=outputs/elemnet/checkpoints/best-….ckpt")
+        raise SystemExit("give at least one checkpoint: CKPT=outputs/elemnet/<run>/checkpoints/best-….ckpt")
     return models
 
 

@@ -26,6 +26,7 @@ os.environ.setdefault("MLFLOW_TRACKING_URI", "sqlite:///mlruns/mlflow.db")
 import mlflow  # noqa: E402
 import numpy as np  # noqa: E402
 
+from cli.runs import OUTPUTS  # noqa: E402
 from cli.train import build  # noqa: E402
 
 METRICS = ("test/mae", "test/rmse", "test/r2", "test/mae_polymorphs", "test/mae_unique_formula")  # listed first
@@ -59,7 +60,7 @@ class CrossValidation:
         self.parent_id = self._parent()
         # checkpoints of this cross-validation only: another one (other options, or the same options
         # again after this one finished) never resumes from them
-        self.root = Path(probe.config.trainer.default_root_dir) / f"cv-{learner}-{self.key}" / self.parent_id[:12]
+        self.root = OUTPUTS / task / f"cv-{learner}-{self.key}" / self.parent_id[:12]
 
     def _parent(self) -> str:
         unfinished = self.client.search_runs([self.experiment_id], f"tags.`cv.key` = '{self.key}'",

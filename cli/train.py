@@ -4,16 +4,22 @@ One config system: LightningCLI reads ``configs/defaults.yaml`` and
 ``configs/tasks/<TASK>.yaml`` (and any ``--config`` after them); every option
 can be overridden on the command line (``--trainer.max_epochs=3``). A run that
 raises is marked FAILED in MLflow (KILLED when interrupted), never left RUNNING.
-Resume a killed run with ``--ckpt_path last``.
+Every run has a folder and a name of its own (``cli/runs.py``); resume the latest run of a task with
+``--ckpt_path last``, another one with ``--ckpt_path <run name>``. The run ends with a summary: where it
+is, its test metrics, the next commands.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
 os.environ.setdefault("MLFLOW_TRACKING_URI", "sqlite:///mlruns/mlflow.db")
+from cli.quiet import silence  # noqa: E402
+
+silence()
 
 from lightning.pytorch.cli import LightningCLI  # noqa: E402
 from lightning.pytorch.loggers import MLFlowLogger  # noqa: E402
@@ -21,6 +27,10 @@ from lightning.pytorch.loggers import MLFlowLogger  # noqa: E402
 from callbacks.mlflow_run import MLflowSaveConfig  # noqa: E402
 from callbacks.timeline import RunTimeline  # noqa: E402
 from cli.precision import hardware_precision  # noqa: E402
+from cli.summary import run_summary  # noqa: E402
+from cli.runs import NoRunError, config_names, new_run_folder, resume_folder, run_name  # noqa: E402
+from datamodules.sources.readers import DataFileError  # noqa: E402
+from materials.composition import CompositionError  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 TASKS = REPO / "configs" / "tasks"
@@ -41,10 +51,9 @@ class TaskCLI(LightningCLI):
         parser.add_argument("--test_after_fit", type=bool, default=True, help="test the best checkpoint after fitting")
 
     def before_instantiate_classes(self):
-        """One MLflow experiment per dataset (unless the config names one), so every
-        model and baseline on the same data sits in one table; checkpoints under
-        ``outputs/<run name>/checkpoints`` (so ``--ckpt_path last`` finds them);
-        the folder of a SQLite MLflow store created."""
+        """One MLflow experiment per dataset (unless the config names one), so every model and baseline on the
+        same data sits in one table; a folder and a name of its own for every run (cli/runs.py); the
+        precision chosen for the hardware; the folder of a SQLite MLflow store created."""
         trainer = self.config.trainer
         loggers = trainer.logger if isinstance(trainer.logger, list) else [trainer.logger]
         logger_args = [lg.init_args for lg in loggers if getattr(lg, "init_args", None) is not None]
@@ -52,13 +61,14 @@ class TaskCLI(LightningCLI):
         for args in logger_args:
             if args.get("experiment_name") in (None, "", "lightning_logs"):
                 args.experiment_name = dataset
-        task = next((a.get("run_name") or a.experiment_name for a in logger_args), dataset)
-        for args in logger_args:
             uri = args.get("tracking_uri") or ""
             if uri.startswith("sqlite:///"):
                 Path(uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
-        if not trainer.default_root_dir:
-            trainer.default_root_dir = str(Path("outputs") / task)
+        self.task, self.profile = config_names(self.config.get("config"))
+        base = next((a.get("run_name") for a in logger_args if a.get("run_name")), None) or self.task or dataset
+        self.task = self.task or base
+        if not trainer.default_root_dir:  # a plain run: a folder of its own under outputs/<task>/
+            self._own_run_folder(base, logger_args)
         checkpoint_dir = Path(trainer.default_root_dir) / "checkpoints"
         for cb in trainer.callbacks or []:
             if cb.class_path.endswith("ModelCheckpoint"):
@@ -73,10 +83,29 @@ class TaskCLI(LightningCLI):
             warnings.warn("sync_batchnorm is GPU-only in torch DDP: on CPU each process keeps its own BatchNorm "
                           "statistics (turned off)", stacklevel=1)
             trainer.sync_batchnorm = False
+        if trainer.get("enable_progress_bar") and not sys.stderr.isatty():  # a log file: one line an epoch instead
+            trainer.enable_progress_bar = False
+            self.config.timeline.epoch_lines = True
         run_id = self._resumed_run_id(checkpoint_dir)
         for args in logger_args:
             if run_id and not args.get("run_id"):
                 args.run_id = run_id
+
+    def _own_run_folder(self, base: str, logger_args) -> None:
+        """``outputs/<task>/<run name>``: a new folder and unique run name, or the folder of the run resumed."""
+        ckpt = self.config.get("ckpt_path")
+        if ckpt and not Path(ckpt).is_file():  # ``last`` or a run's name
+            folder = resume_folder(self.task, ckpt)
+            self.config.ckpt_path = str(folder / "checkpoints" / "last.ckpt")
+        elif ckpt and Path(ckpt).parent.name == "checkpoints":  # a checkpoint of a run folder: that run goes on
+            folder = Path(ckpt).parent.parent
+        else:
+            net = str(self.config.model.init_args.get("net", {}).get("class_path", "") or "").rsplit(".", 1)[-1]
+            folder, name = new_run_folder(self.task, run_name(base, net, self.config.get("seed_everything")))
+            for args in logger_args:
+                if not args.get("run_id"):
+                    args.run_name = name
+        self.config.trainer.default_root_dir = str(folder)
 
     def _resumed_run_id(self, checkpoint_dir: Path) -> str | None:
         """The MLflow run recorded in the checkpoint being resumed, if any."""
@@ -139,28 +168,64 @@ def build(args: list[str] | None = None) -> TaskCLI:
 
 def main(args: list[str] | None = None, extra_callbacks: list | None = None,
          after_fit: Callable[[], None] | None = None) -> TaskCLI:
-    """Fit, then test the best checkpoint; ``extra_callbacks`` (e.g. Optuna pruning) join the trainer;
-    ``after_fit`` runs between fitting and testing (e.g. the pruning callback's ``check_pruned`` under DDP)."""
+    """Fit, then test the best checkpoint and print where the run is; ``extra_callbacks`` (e.g. Optuna pruning)
+    join the trainer; ``after_fit`` runs between fitting and testing (e.g. the pruning check under DDP)."""
     cli = build(args)
     cli.trainer.callbacks.extend(extra_callbacks or [])
     try:
+        _tag(cli)
         cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=cli.config.ckpt_path)
         if after_fit is not None:
             after_fit()
         if cli.trainer.interrupted:
-            _mark(cli, "KILLED")
+            _killed(cli)
             return cli
+        metrics = {}
         if cli.config.test_after_fit:
             best = None if cli.trainer.fast_dev_run else "best"
-            cli.trainer.test(cli.model, datamodule=cli.datamodule, ckpt_path=best)
+            metrics = cli.trainer.test(cli.model, datamodule=cli.datamodule, ckpt_path=best, verbose=False)[0]
+        if cli.trainer.is_global_zero:
+            print("\n" + run_summary(cli.trainer, cli.datamodule, metrics, cli.task), flush=True)
     except KeyboardInterrupt:
-        _mark(cli, "KILLED")
+        _killed(cli)
         raise
+    except SystemExit:  # Lightning ends an interrupted fit with exit(1) once it has shut down
+        if not cli.trainer.interrupted:
+            _mark(cli, "FAILED")
+            raise
+        _killed(cli)
+        raise SystemExit(130) from None
     except BaseException:
         _mark(cli, "FAILED")
         raise
     return cli
 
 
+def _tag(cli: TaskCLI) -> None:
+    """Tags that tell runs apart in the MLflow UI: task, profile, seed (net, device, commit: callbacks.MLflowRunInfo)."""
+    tags = {"task": cli.task, "profile": cli.profile or "default", "seed": str(cli.config.get("seed_everything"))}
+    for logger in cli.trainer.loggers:
+        if isinstance(logger, MLFlowLogger) and cli.trainer.is_global_zero:
+            for key, value in tags.items():
+                logger.experiment.set_tag(logger.run_id, key, value)
+
+
+def _killed(cli: TaskCLI) -> None:
+    """Mark the run KILLED and say how to go on."""
+    _mark(cli, "KILLED")
+    if cli.trainer.is_global_zero:
+        folder = Path(cli.config.trainer.default_root_dir)
+        go_on = folder.name if folder.parent.name == cli.task else "last"
+        profile = f" PROFILE={cli.profile}" if cli.profile else ""
+        print(f"\ninterrupted: the MLflow run is marked KILLED, its checkpoints are in {folder / 'checkpoints'}.\n"
+              f"resume: make train TASK={cli.task}{profile} ARGS='--ckpt_path {go_on}'", file=sys.stderr, flush=True)
+
+
+USER_ERRORS = (NoRunError, DataFileError, CompositionError)  # said in one line, exit code 2, no traceback
+
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except USER_ERRORS as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)

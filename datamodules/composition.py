@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from datamodules.batches import SplitLoaders, TensorRows
-from datamodules.composition_data import clean
+from datamodules.composition_data import MIN_ROWS_PER_SPLIT, clean, require_rows_per_split
 from datamodules.sources.derived import DERIVED, derived_file
 from datamodules.sources.readers import read_table
 from datamodules.sources.registry import DATASETS, STRUCTURE_DATASETS, data_dir, dataset_files, sha256_of
@@ -29,6 +29,14 @@ from materials.magpie import FEATURIZER_VERSION, N_MAGPIE, magpie_features
 
 CACHE_VERSION = 1
 FEATURE_WIDTHS = {"fractions": N_ELEMENTS, "magpie": N_MAGPIE}
+
+
+#: the unit of each registered composition dataset's target (summaries and prediction columns say it)
+TARGET_UNITS = {
+    "oqmd_formation_enthalpy": "eV/atom", "oqmd_energy_per_atom": "eV/atom", "oqmd_band_gap": "eV",
+    "oqmd_volume_per_atom": "Å³/atom", "mp_e_hull": "eV/atom", "mp_e_form": "eV/atom", "mp_gap": "eV",
+    "ssub": "eV/atom",
+}
 
 
 def featurize(fractions: np.ndarray, kind: str) -> np.ndarray:
@@ -196,16 +204,21 @@ class CompositionDataModule(SplitLoaders, pl.LightningDataModule):
         if h.train_fraction < 1.0:
             train_rows = np.flatnonzero(split == 0)
             rng = np.random.default_rng(h.seed)
-            drop = rng.permutation(train_rows)[int(round(h.train_fraction * len(train_rows))):]
+            # never below the minimum a split needs (as StructureDataModule): a smoke run on a small user file trains
+            drop = rng.permutation(train_rows)[max(MIN_ROWS_PER_SPLIT, int(round(h.train_fraction * len(train_rows)))):]
             mask = np.ones(len(keep), dtype=bool)
             mask[drop] = False
             keep, split = keep[mask], split[mask]
-            report["train_subsampled_to"] = int((split == 0).sum())
+            report["train_subsampled_to"] = int((split == 0).sum())  # "sizes" stay the cleaned splits' sizes
         rows_read = sum(len(p["targets"]) for p in parts.values()) + len(problems)
         self.cleaning_report = {
             "dataset": h.dataset, "files": {n: str(f) for n, f in files.items()}, "rows_read": rows_read,
             "dropped_bad_rows": len(problems), "bad_rows": problems[:50], **report,
+            "file_sha256": {n: str(p["sha256"]) for n, p in parts.items()},
         }
+        # the training subsample keeps the minimum, so checking the cleaned splits' sizes covers it
+        source = str(files["all"]) if len(files) == 1 and "all" in files else f"dataset {h.dataset!r}"
+        require_rows_per_split(self.cleaning_report, source, self._too_few_rows_hint())
         # element fractions and targets per split (the screening hull is built from "train")
         self.compositions = {name: (fractions[keep][split == s], targets[keep][split == s])
                              for s, name in enumerate(("train", "val", "test"))}
@@ -218,6 +231,26 @@ class CompositionDataModule(SplitLoaders, pl.LightningDataModule):
             self.feature_std = torch.sqrt(torch.nanmean((train_x - self.feature_mean) ** 2, dim=0)).clamp_min(1e-8)
         x = self.transform(x)
         self.splits = {name: TensorRows(x[split_t == s], y[split_t == s]) for s, name in enumerate(("train", "val", "test"))}
+
+    def _too_few_rows_hint(self) -> str:
+        """What would leave every split enough rows, for the error of ``require_rows_per_split``."""
+        h, sizes = self.hparams, self.cleaning_report["sizes"]
+        short = {name for name, n in sizes.items() if n < MIN_ROWS_PER_SPLIT}
+        fixes = ["add rows to the data"]
+        if h.split == "kfold" and "test" in short:
+            fixes.append(f"use fewer folds (--data.init_args.n_folds, now {h.n_folds})")
+        if h.split == "holdout_system" and "test" in short:
+            fixes.append(f"hold out a larger chemical system than {h.holdout_system} (rule {h.holdout_rule!r})")
+        if h.split != "fixed" and "val" in short:
+            fixes.append(f"give validation a larger share (--data.init_args.val_fraction, now {h.val_fraction})")
+        if h.split == "random" and "test" in short:
+            fixes.append(f"give the test split a larger share (--data.init_args.test_fraction, now {h.test_fraction})")
+        return "To fix: " + "; or ".join(fixes) + "."
+
+    @property
+    def target_unit(self) -> str | None:
+        """The target's unit for a registered dataset (None for a user's file: its unit is the user's)."""
+        return TARGET_UNITS.get(str(self.hparams.dataset))
 
     def batch_groups(self) -> torch.Tensor | None:
         if self.hparams.batching == "random":

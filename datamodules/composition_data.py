@@ -6,16 +6,22 @@ any split, so no composition is on two sides; split (the dataset's own split,
 seeded random, k-fold, or a held-out chemical system); drop training and
 validation rows outside mean ± kσ of the training targets. Test rows of a
 published split are never touched, so numbers compare with published ones.
+What is left must give every split ``MIN_ROWS_PER_SPLIT`` rows
+(``require_rows_per_split``), or the run stops before training.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from datamodules.sources.readers import DataFileError
 from materials.composition import composition_keys
 from materials.elements import ELEMENT_INDEX
 
 SPLITS = ("train", "val", "test")
+# R² and a standard deviation (outlier bounds, feature standardisation) need two values; with fewer, training
+# fails deep inside torchmetrics ("Needs at least two samples to calculate r2 score") after minutes of work.
+MIN_ROWS_PER_SPLIT = 2
 
 
 def lowest_per_composition(keys: np.ndarray, targets: np.ndarray) -> np.ndarray:
@@ -136,7 +142,7 @@ def clean(
         keep = keep[chosen]
         split = assign_splits(fractions[keep], **split_kwargs)
 
-    if outlier_sigma:
+    if outlier_sigma and (split == 0).any():  # no training rows: require_rows_per_split says so
         train_t = targets[keep][split == 0]
         mean, std = float(train_t.mean()), float(train_t.std())
         low, high = mean - outlier_sigma * std, mean + outlier_sigma * std
@@ -147,3 +153,34 @@ def clean(
         keep, split = keep[~outlier], split[~outlier]
     report["sizes"] = {name: int((split == s).sum()) for s, name in enumerate(SPLITS)}
     return keep, split, report
+
+
+def cleaning_steps(report: dict) -> list[str]:
+    """The cleaning report as aligned lines, one per step, then the rows left per split (and the training
+    subsample, ``train_fraction``)."""
+    steps = [("rows read", report.get("rows_read")),
+             ("dropped: bad rows", report.get("dropped_bad_rows")),
+             ("dropped: single element", report.get("dropped_single_element")),
+             ("dropped: duplicate composition", report.get("dropped_duplicate_composition")),
+             ("dropped: outlier (train/val)", report.get("dropped_outlier"))]
+    lines = [f"  {label:<32}{count:>10,}" for label, count in steps if count is not None]
+    left = ", ".join(f"{name} {n:,}" for name, n in report["sizes"].items())
+    lines.append(f"  {'left per split':<32}{left}")
+    if "train_subsampled_to" in report:
+        lines.append(f"  {'train subsampled to':<32}{report['train_subsampled_to']:>10,}")
+    return lines
+
+
+def require_rows_per_split(report: dict, source: str, hint: str = "",
+                           minimum: int = MIN_ROWS_PER_SPLIT) -> None:
+    """Stop, before any training, when a split has fewer than ``minimum`` rows after cleaning.
+
+    The error names ``source`` (the file or dataset) and gives the count of every cleaning step.
+    """
+    short = {name: n for name, n in report["sizes"].items() if n < minimum}
+    if not short:
+        return
+    has = ", ".join(f"{name} has {n}" for name, n in short.items())
+    lines = [f"{source}: too few rows left after cleaning: train, val and test each need at least {minimum} rows, "
+             f"but {has}.", *cleaning_steps(report)]
+    raise DataFileError("\n".join(lines + ([hint] if hint else [])))

@@ -4,7 +4,7 @@ Jha et al., Nat. Commun. 10, 5316 (2019): ElemNet trained from scratch on OQMD (
 initialisation, and every layer is fine-tuned on the smaller target set. ``init_from`` names the
 source as
 
-- a Lightning checkpoint path (``outputs/elemnet/checkpoints/best-….ckpt``),
+- a Lightning checkpoint path (``outputs/elemnet/<run>/checkpoints/best-….ckpt``),
 - an MLflow model URI (``runs:/<run id>/model``, ``models:/<name>/<version>``), or
 - ``best:<dataset>``: the finished run of the same net class on ``<dataset>`` (e.g.
   ``best:oqmd_formation_enthalpy``) with the lowest ``test/mae`` in this MLflow store.

@@ -9,12 +9,17 @@ skip bad rows, counted with its reason.
 from __future__ import annotations
 
 import math
+import re
 import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from materials.elements import ELEMENT_INDEX, N_ELEMENTS
+
+
+# an amount written in a formula (after an element or a group's ``)``): pymatgen silently drops a zero one
+_AMOUNT = re.compile(r"([A-Z][a-z]*|\))\s*(-?\d*\.?\d+(?:[eE][-+]?\d+)?)")
 
 
 class CompositionError(ValueError):
@@ -48,6 +53,9 @@ def _amounts(formula: object) -> dict[str, float]:
     """Element amounts of one formula; raises ValueError with the reason."""
     if not isinstance(formula, str) or not formula.strip():
         raise ValueError("empty or non-text formula")
+    for symbol, amount in _AMOUNT.findall(formula):  # ``Na0Cl`` would otherwise be read as ``Cl``
+        if float(amount) <= 0:
+            raise ValueError(f"malformed formula (amount {amount} of {symbol.replace(')', 'a group')} is not positive)")
     from pymatgen.core import Composition, Element
 
     with warnings.catch_warnings():

@@ -92,6 +92,11 @@ def run_module(module: str, args: list[str], cwd: Path, timeout: int = 600, **kw
                           text=True, timeout=timeout, **kwargs)
 
 
+def run_checkpoints(workdir: Path, task: str) -> list[Path]:
+    """The ``checkpoints/`` folders of the task's runs under ``workdir/outputs/<task>/<run name>/``, oldest first."""
+    return sorted((workdir / "outputs" / task).glob("*/checkpoints"), key=lambda p: p.stat().st_mtime)
+
+
 def search_runs(workdir: Path, experiment: str):
     import mlflow
 

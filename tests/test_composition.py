@@ -36,7 +36,8 @@ def test_same_reduced_composition_same_key():
 
 
 @pytest.mark.parametrize("formula,reason", [
-    ("Xx2O3", "unknown element Xx"), ("Fe2O3)", "malformed formula"), ("HeO", "not one of ElemNet's 86"), ("", "empty"), ("Fe-2O", "malformed"),
+    ("Xx2O3", "unknown element Xx"), ("Fe2O3)", "malformed formula"), ("HeO", "not one of ElemNet's 86"), ("", "empty"),
+    ("Fe-2O", "malformed"), ("Na0Cl", "amount 0 of Na is not positive"), ("Ba(NO3)0", "amount 0 of a group"),
 ])
 def test_bad_formula_names_source_row_value(formula, reason):
     with pytest.raises(CompositionError) as err:

@@ -16,7 +16,7 @@ import torch
 from pymatgen.analysis.phase_diagram import PDEntry, PhaseDiagram
 from pymatgen.core import Composition
 
-from conftest import CONFIGS, mlflow_server, run_module
+from conftest import CONFIGS, mlflow_server, run_checkpoints, run_module
 from materials.enumeration import count_compositions
 
 ELEMENTS = "Li,Na,K,O,F,Cl,Ti,Fe,Y,Cu"
@@ -35,7 +35,7 @@ def trained(tmp_path_factory):
             "--trainer.max_epochs=5", "--trainer.limit_train_batches=1.0"]
     out = screen(root, env, args, module="cli.train")
     assert out.returncode == 0, out.stderr[-3000:]
-    ckpt = next((root / "outputs" / "elemnet" / "checkpoints").glob("best*.ckpt"))
+    ckpt = next(run_checkpoints(root, "elemnet")[-1].glob("best*.ckpt"))
     return root, env, ckpt
 
 

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from cli.train import known_tasks, main
-from conftest import CONFIGS, run_module, search_runs, task_args
+from conftest import CONFIGS, run_checkpoints, run_module, search_runs, task_args
 
 
 @pytest.mark.parametrize("task", known_tasks())
@@ -101,9 +101,11 @@ def test_mlflow_run_has_metrics_artifacts_and_a_model_that_predicts(workdir):
     assert sizes["model/python_model.pkl"] < 100_000, sizes
 
 
-@pytest.mark.parametrize("task, profile, folder", [("elemnet", [], "elemnet"),
-                                                   ("irnet", ["--config", str(CONFIGS / "profiles" / "cpu" / "irnet.yaml")], "irnet-cpu")])
-def test_killed_run_is_marked_and_resumes_from_last_checkpoint(task, profile, folder, workdir):
+@pytest.mark.parametrize("task, profile, name", [("elemnet", [], "elemnet-seed0-"),
+                                                 ("irnet", ["--config", str(CONFIGS / "profiles" / "cpu" / "irnet.yaml")], "irnet-cpu-seed0-")])
+def test_interrupted_run_is_marked_killed_and_resumes_from_last_checkpoint(task, profile, name, workdir):
+    """Ctrl-C (SIGINT) after an epoch: the run is KILLED, the message says how to resume, and `--ckpt_path last`
+    continues the same MLflow run from the task's latest run folder."""
     args = task_args(task, *profile, "--trainer.max_epochs=50", "--trainer.limit_train_batches=2",
                      "--trainer.limit_val_batches=1", "--trainer.enable_progress_bar=false")
     import os
@@ -115,15 +117,21 @@ def test_killed_run_is_marked_and_resumes_from_last_checkpoint(task, profile, fo
     proc = subprocess.Popen([sys.executable, "-m", "cli.train", *args], cwd=workdir,
                             env=dict(os.environ),
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    last = workdir / "outputs" / folder / "checkpoints" / "last.ckpt"
     deadline = time.time() + 300
-    while not last.exists() and time.time() < deadline and proc.poll() is None:
+    while not any(c.joinpath("last.ckpt").exists() for c in run_checkpoints(workdir, task)) \
+            and time.time() < deadline and proc.poll() is None:
         time.sleep(0.5)
     time.sleep(2)
-    proc.send_signal(signal.SIGTERM)
-    proc.wait(timeout=120)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+    (checkpoints,) = run_checkpoints(workdir, task)
+    assert checkpoints.parent.name.startswith(name)  # outputs/<task>/<run name>/checkpoints
+    last = checkpoints / "last.ckpt"
     runs = search_runs(workdir, "oqmd_formation_enthalpy")
-    assert runs.iloc[0].status in ("KILLED", "FAILED")
+    assert runs.iloc[0].status == "KILLED", stderr[-2000:]
+    assert proc.returncode == 130 and "Traceback" not in stderr, stderr[-2000:]
+    profile_arg = " PROFILE=cpu" if profile else ""
+    assert f"resume: make train TASK={task}{profile_arg} ARGS='--ckpt_path {checkpoints.parent.name}'" in stderr
 
     import torch
 
@@ -140,9 +148,68 @@ def test_killed_run_is_marked_and_resumes_from_last_checkpoint(task, profile, fo
     assert all(a.value < b.value for a, b in zip(minutes, minutes[1:]))
 
 
+def test_two_runs_of_a_task_keep_both_models_and_compare_in_mlflow(workdir, capsys):
+    """Each run has its own folder and name: a second run leaves the first one's checkpoints byte for byte;
+    tags and the training budget tell the runs apart; the end-of-run summary names a checkpoint that exists;
+    ``--ckpt_path <run name>`` resumes that run."""
+    import re
+
+    constant = "--model.init_args.lr_schedule=constant"  # a one-cycle schedule ends with its run; this one goes on
+    main(task_args("elemnet", constant, "--test_after_fit=false"))
+    (first,) = run_checkpoints(workdir, "elemnet")
+    before = {p.name: p.read_bytes() for p in first.iterdir()}
+    capsys.readouterr()
+    main(task_args("elemnet", "--trainer.limit_train_batches=2", "--seed_everything=1"))
+    summary = capsys.readouterr().out
+    folders = run_checkpoints(workdir, "elemnet")
+    assert len(folders) == 2 and folders[0] == first and folders[1].parent.name.startswith("elemnet-seed1-")
+    assert {p.name: p.read_bytes() for p in first.iterdir()} == before
+    runs = search_runs(workdir, "oqmd_formation_enthalpy")
+    assert set(runs["tags.mlflow.runName"]) == {f.parent.name for f in folders}
+    second = runs[runs["tags.mlflow.runName"] == folders[1].parent.name].iloc[0]
+    assert (second["tags.task"], second["tags.profile"], second["tags.seed"], second["tags.net"]) == \
+        ("elemnet", "default", "1", "ElemNet")
+    assert second["tags.device"].startswith("cpu") and len(second["tags.dataset.sha256"]) == 16
+    assert second["tags.git.commit"]
+    assert second["params.trainer/limit_train_batches"] == "2" and second["params.trainer/max_epochs"] == "1"
+    assert second["params.lr_schedule"] == "onecycle" and second["params.batch_size"] == "512"
+    for unused in ("holdout_system", "n_folds", "fold", "mc_samples", "ensemble_size", "init_from"):
+        assert f"params.{unused}" not in runs.columns or runs[f"params.{unused}"].isna().all(), unused
+    # the summary: the run, its test metrics in the target's unit, a checkpoint to predict with
+    assert f"run {second['tags.mlflow.runName']} ({second.run_id})" in summary
+    assert re.search(r"test: .*mae \S+ eV/atom", summary), summary
+    best = re.search(r"CKPT=(\S+)", summary).group(1)
+    assert (workdir / best).is_file() and Path(best).parent == folders[1].relative_to(workdir)
+    # the logged model is a version of the task's registered model, the alias @best on the lowest test MAE
+    import mlflow
+
+    from callbacks.composition_model import register
+
+    client, name = mlflow.MlflowClient(), "elemnet-oqmd_formation_enthalpy"
+    held = client.get_model_version_by_alias(name, "best")
+    assert held.run_id == second.run_id
+    register(client, second.run_id, float(held.tags["test/mae"]) + 1)  # a worse version: the alias stays
+    assert client.get_model_version_by_alias(name, "best").version == held.version
+    _, better = register(client, second.run_id, float(held.tags["test/mae"]) / 2)
+    assert str(client.get_model_version_by_alias(name, "best").version) == better
+    # resume the first run by its name: the same MLflow run goes on, no third run
+    main(task_args("elemnet", constant, "--trainer.max_epochs=2", "--ckpt_path", first.parent.name,
+                   "--test_after_fit=false"))
+    runs = search_runs(workdir, "oqmd_formation_enthalpy")
+    assert len(runs) == 2 and len(run_checkpoints(workdir, "elemnet")) == 2
+
+
+def test_resuming_a_run_that_does_not_exist_is_a_one_line_error(workdir):
+    result = run_module("cli.train", task_args("elemnet", "--ckpt_path", "elemnet-seed0-nosuch"), cwd=workdir)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "error: --ckpt_path elemnet-seed0-nosuch: no run outputs/elemnet/elemnet-seed0-nosuch" in result.stderr
+    assert "Traceback" not in result.stderr and not (workdir / "outputs" / "elemnet").exists()
+
+
 def test_resuming_beyond_the_one_cycle_schedule_stops_before_training_and_names_the_checkpoint(workdir):
     main(task_args("elemnet", "--trainer.limit_val_batches=1", "--test_after_fit=false"))  # 1 epoch of 4 steps
-    last = workdir / "outputs" / "elemnet" / "checkpoints" / "last.ckpt"
+    (checkpoints,) = run_checkpoints(workdir, "elemnet")
+    last = checkpoints / "last.ckpt"
     with pytest.raises(ValueError, match=f"cannot resume {last}: .* schedule of 4 steps, and this run takes 12"):
         main(task_args("elemnet", "--trainer.max_epochs=3", "--trainer.limit_val_batches=1", "--ckpt_path", "last"))
     runs = search_runs(workdir, "oqmd_formation_enthalpy")

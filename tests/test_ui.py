@@ -4,7 +4,7 @@ import json
 import urllib.request
 
 from cli.baseline import main as baseline
-from conftest import mlflow_server, run_module, search_runs, task_args
+from conftest import mlflow_server, run_checkpoints, run_module, search_runs, task_args
 
 SSUB = ["--data.init_args.dataset=ssub", "--data.init_args.split=random", "--data.init_args.skip_bad_rows=true"]
 
@@ -61,13 +61,15 @@ def test_a_tracking_server_that_goes_away_fails_the_run_loudly_and_resume_contin
     env = {**os.environ, "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1"}
     args = [a for a in task_args("elemnet", *SSUB, "--trainer.max_epochs=500", "--trainer.limit_train_batches=2",
                                  "--trainer.limit_val_batches=1") if "tracking_uri" not in a]
-    last = workdir / "outputs" / "elemnet" / "checkpoints" / "last.ckpt"
+
+    def last():  # outputs/elemnet/<run name>/checkpoints/last.ckpt
+        return next((c / "last.ckpt" for c in run_checkpoints(workdir, "elemnet") if (c / "last.ckpt").exists()), None)
     with mlflow_server(backend, workdir, artifacts, port=port) as url:
         env["MLFLOW_TRACKING_URI"] = url
         proc = subprocess.Popen([sys.executable, "-m", "cli.train", *args], cwd=workdir, env=env,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         deadline = time.time() + 300
-        while not last.exists() and time.time() < deadline and proc.poll() is None:
+        while last() is None and time.time() < deadline and proc.poll() is None:
             time.sleep(0.5)
         time.sleep(1)
         assert proc.poll() is None, proc.stderr.read()[-3000:]
@@ -78,7 +80,7 @@ def test_a_tracking_server_that_goes_away_fails_the_run_loudly_and_resume_contin
     with mlflow_server(backend, workdir, artifacts, port=port) as url:
         mlflow.set_tracking_uri(url)
         assert mlflow.search_runs(experiment_names=["ssub"]).iloc[0].status == "RUNNING"
-        epoch = torch.load(last, weights_only=True, map_location="cpu")["epoch"]
+        epoch = torch.load(last(), weights_only=True, map_location="cpu")["epoch"]
         resume = [a if a != "--trainer.max_epochs=500" else f"--trainer.max_epochs={epoch + 2}" for a in args]
         result = run_module("cli.train", [*resume, "--ckpt_path", "last"], cwd=workdir,
                             env={**env, "MLFLOW_TRACKING_URI": url})

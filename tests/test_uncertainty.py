@@ -89,9 +89,10 @@ def test_uncertainty_run_logs_scores_and_calibration_and_predicts_a_std(kind, ex
     pd.DataFrame({"formula": ["NaCl", "Fe2O3", "TiO2"]}).to_csv(inp, index=False)
     ckpt = cli.trainer.checkpoint_callback.best_model_path
     from_ckpt = predict(["--model", ckpt, "--input", str(inp), "--output", str(workdir / "a.csv")])
-    assert list(from_ckpt.columns) == ["formula", "prediction", "std"] and (from_ckpt["std"] > 0).all()
+    columns = ["formula", "formation_enthalpy_eV_per_atom", "std", "run_id", "in_training_data"]
+    assert list(from_ckpt.columns) == columns and (from_ckpt["std"] > 0).all()
     from_mlflow = predict(["--model", f"runs:/{run.run_id}/model", "--input", str(inp), "--output", str(workdir / "b.csv")])
-    assert list(from_mlflow.columns) == ["formula", "prediction", "std"] and (from_mlflow["std"] > 0).all()
+    assert list(from_mlflow.columns) == columns and (from_mlflow["std"] > 0).all()
     if kind == "ensemble":  # deterministic: the checkpoint and the MLflow model agree exactly
         pd.testing.assert_frame_equal(from_ckpt, from_mlflow, atol=1e-5, rtol=1e-5)
         assert any(k.startswith("members.2.") for k in cli.model.state_dict())

@@ -51,10 +51,14 @@ def _target_value(source: str, row: int, value: object, skip_bad: bool, problems
     return None
 
 
+UTF8_BOM = b"\xef\xbb\xbf"
+
+
 def _sniff(path: Path) -> bytes:
+    """The file's first bytes, after a UTF-8 byte-order mark (Excel's "CSV UTF-8" writes one)."""
     if not path.exists():
         raise DataFileError(f"{path}: no such file")
-    head = path.read_bytes()[:4096]
+    head = path.read_bytes()[:4096].removeprefix(UTF8_BOM)
     if not head.strip():
         raise DataFileError(f"{path}: the file is empty")
     if b"\x00" in head or head[:2] == b"\x1f\x8b" or head[:4] == b"PK\x03\x04":
@@ -62,16 +66,30 @@ def _sniff(path: Path) -> bytes:
     return head
 
 
+def _read_text(path: Path) -> str:
+    """The whole file as text, line ends as written: UTF-8, with or without a byte-order mark."""
+    try:
+        return path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        row = err.object[:err.start].count(b"\n") + 1
+        raise DataFileError(f"{path}, row {row}: not UTF-8 text (byte {err.object[err.start:err.start + 1]!r}); "
+                            "save the file as UTF-8 (Excel: 'CSV UTF-8')") from None
+
+
 def read_csv(path, formula_column: str = "formula", target_column: str = "target",
              skip_bad: bool = False) -> RawTable:
-    """A CSV with a header; rows are numbered as an editor shows them (header = 1)."""
+    """A CSV with a header; rows are numbered as an editor shows them (header = 1).
+
+    UTF-8 with or without a byte-order mark; LF, CRLF or CR line ends.
+    """
     import csv
+    import io
 
     path = Path(path)
     head = _sniff(path)
     if head.lstrip()[:1] in (b"[", b"{"):
         raise DataFileError(f"{path}: this looks like JSON, not CSV; use a .json file name for JARVIS-style data")
-    with open(path, newline="", encoding="utf-8") as fh:
+    with io.StringIO(_read_text(path), newline="") as fh:  # newline="": csv splits LF, CRLF and CR itself
         reader = csv.reader(fh)
         header = next(reader, None)
         if not header:
@@ -107,7 +125,7 @@ def read_ssub(path, skip_bad: bool = False) -> RawTable:
     path = Path(path)
     _sniff(path)
     formulas, targets, rows, problems = [], [], [], []
-    for row_number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for row_number, line in enumerate(_read_text(path).splitlines(), start=1):
         parts = line.split()
         if not parts:
             continue
@@ -145,7 +163,7 @@ def read_jarvis_json(path, target_column: str = "formation_energy_peratom",
     path = Path(path)
     _sniff(path)
     try:
-        records = json.loads(path.read_text(encoding="utf-8"))
+        records = json.loads(_read_text(path))
     except json.JSONDecodeError as exc:
         raise DataFileError(f"{path}: not valid JSON ({exc})") from None
     if not isinstance(records, list):
