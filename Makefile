@@ -14,7 +14,7 @@ TASK_CONFIGS = --config configs/defaults.yaml --config configs/tasks/$(TASK).yam
 export MLFLOW_TRACKING_URI ?= sqlite:///mlruns/mlflow.db
 export PYTHONUNBUFFERED = 1
 
-.PHONY: help setup postgresql data lock test train predict baseline bench ui server clean check-task search screen bench-screen bench-mve cv bench-crystal bench-ebsd bench-xrd reproduce analyze
+.PHONY: help setup postgresql data lock test train predict baseline bench ui server clean check-task search search-dashboard screen bench-screen bench-mve cv bench-crystal bench-ebsd bench-xrd reproduce analyze
 
 help:
 	@echo "make setup                        create .venv, install pinned dependencies, fetch + verify datasets"
@@ -27,6 +27,7 @@ help:
 	@echo "make ui                           MLflow UI on http://127.0.0.1:5000"
 	@echo "make server [BACKEND=postgresql://...]  MLflow tracking server (runs log to it via MLFLOW_TRACKING_URI)"
 	@echo "make search TASK=<task> TRIALS=N [WORKERS=k] [STORAGE=url] [DEVICES=n] [MAX_PARAMS=task] [REFERENCE=1]   Optuna architecture search (DDP trials with DEVICES; REFERENCE: the task's own net as one trial)"
+	@echo "make search-dashboard [STORAGE=url] [DASHBOARD_PORT=8080]   watch a study in optuna-dashboard on loopback"
 	@echo "make screen CKPT=<ckpt> [ELEMENTS=Li,Na,O] [MAX_ARITY=3] [MAX_SUM=10] [THRESHOLD=0.2] [OUTPUT=x.parquet]"
 	@echo "                                  new stable compounds below the training hull (MAX_ARITY=4: the paper's 447M)"
 	@echo "make bench-screen [CKPT=<ckpt>]   screening speed: enumeration, scoring, hull, vs the GEMM rate"
@@ -113,6 +114,14 @@ search: check-task
 	$(PY) -m cli.search --task $(TASK) --trials $(TRIALS) --workers $(WORKERS) --storage "$(STORAGE)" \
 	  --devices $(or $(DEVICES),1) $(if $(MAX_PARAMS),--max_params $(MAX_PARAMS)) $(if $(REFERENCE),--reference) \
 	  --args "$(ARGS)"
+
+# Watch a study while it runs: optuna-dashboard on loopback (history, importances, every trial's parameters).
+DASHBOARD_PORT ?= 8080
+search-dashboard:
+	@s="$(STORAGE)"; case "$$s" in sqlite:///*) f="$${s#sqlite:///}"; test -f "$$f" || { \
+	  echo "no study to show: $$f does not exist yet (make search TASK=<task> first, or STORAGE=<url>)"; exit 2; };; esac
+	@echo "optuna-dashboard for $(STORAGE): http://127.0.0.1:$(DASHBOARD_PORT)  (Ctrl-C stops it)"
+	$(dir $(PY))optuna-dashboard "$(STORAGE)" --host 127.0.0.1 --port $(DASHBOARD_PORT) --quiet
 
 # Combinatorial screening (diss. 3.3.9). MAX_ARITY=3 finishes on a laptop CPU; the paper's
 # A_w B_x C_y D_z space is MAX_ARITY=4 (446,597,140 compositions: a GPU job). Rerun to resume.

@@ -24,6 +24,8 @@ from cli.train import TaskCLI  # noqa: E402
 
 
 class BaselineCLI(TaskCLI):
+    learner = "random-forest"
+
     def add_arguments_to_parser(self, parser):
         super().add_arguments_to_parser(parser)
         parser.add_argument("--rf.n_estimators", type=int, default=100)
@@ -75,7 +77,8 @@ def main(args: list[str] | None = None) -> dict[str, float]:
     logger = cli.trainer.logger
     client = logger.experiment
     run_id = logger.run_id
-    client.set_tag(run_id, "mlflow.runName", f"{logger._run_name or 'run'}-random-forest")
+    if "random-forest" not in (logger._run_name or ""):  # a run named by its caller (make cv): say what it is
+        client.set_tag(run_id, "mlflow.runName", f"{logger._run_name or 'run'}-random-forest")
     client.set_tag(run_id, "net", "RandomForestRegressor")
     client.set_experiment_tag(logger.experiment_id, "mlflow.experimentKind", "custom_model_development")
     params = {f"rf/{k}": v for k, v in vars(rf_args).items()}

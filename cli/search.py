@@ -34,6 +34,7 @@ import os
 import shlex
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -43,6 +44,7 @@ import mlflow  # noqa: E402
 import optuna  # noqa: E402
 import yaml  # noqa: E402
 
+from cli.search_plots import search_plots  # noqa: E402
 from cli.search_spaces import as_args, as_config, reference_params, space_for  # noqa: E402
 from cli.train import REPO, build, main  # noqa: E402
 
@@ -215,6 +217,9 @@ class Search:
                   f"# make train TASK={self.task} ARGS=\"--config {path}\"\n")
         path.write_text(header + yaml.safe_dump(as_config(best.user_attrs["overrides"]), sort_keys=False))
         self.client.log_artifact(self.parent_id, str(path))
+        with tempfile.TemporaryDirectory() as tmp:
+            for plot in search_plots(self.study, Path(tmp)):
+                self.client.log_artifact(self.parent_id, str(plot), "plots")
         print(f"best trial {best.number}: {objective} = {best.value:.5f}; config written to {path}")
         return path
 

@@ -43,6 +43,8 @@ def known_tasks() -> list[str]:
 class TaskCLI(LightningCLI):
     """LightningCLI with the data-decided sizes linked into the net."""
 
+    learner = ""  #: what stands in a run's name in place of the net (``random-forest`` for ``make baseline``)
+
     def add_arguments_to_parser(self, parser):
         parser.link_arguments("data.n_features", "model.init_args.net.init_args.n_features", apply_on="instantiate")
         parser.add_lightning_class_args(RunTimeline, "timeline")  # every run: phase times, validation vs minutes
@@ -101,6 +103,8 @@ class TaskCLI(LightningCLI):
             folder = Path(ckpt).parent.parent
         else:
             net = str(self.config.model.init_args.get("net", {}).get("class_path", "") or "").rsplit(".", 1)[-1]
+            if self.learner:
+                base, net = f"{base}-{self.learner}", None
             folder, name = new_run_folder(self.task, run_name(base, net, self.config.get("seed_everything")))
             for args in logger_args:
                 if not args.get("run_id"):

@@ -10,7 +10,8 @@ source as
   ``best:oqmd_formation_enthalpy``) with the lowest ``test/mae`` in this MLflow store.
 
 The source must have the same architecture and input width: every tensor of the net is
-replaced (strict), and a mismatch is an error naming the source and the first differing tensor.
+replaced (strict), and a mismatch is an error naming the source and the first differing tensor. Layers
+without weights may differ (an ElemNet trained without dropout initialises one with dropout).
 """
 
 from __future__ import annotations
@@ -70,6 +71,18 @@ def resolve_checkpoint(source: str, tracking_uri: str | None, workdir: Path) -> 
     return path
 
 
+def _matched_by_order(weights: dict, own: dict) -> dict:
+    """``weights`` renamed to this net's tensor names when only the names differ: the same tensors, shapes and
+    order, numbered differently because layers without weights (dropout) sit elsewhere (an ElemNet trained
+    without dropout initialises one with Table 3.1's dropout, and the reverse). Otherwise unchanged."""
+    if set(weights) == set(own) or len(weights) != len(own):
+        return weights
+    pairs = list(zip(weights.items(), own.items()))
+    if all(w.shape == o.shape and a.rsplit(".", 1)[-1] == b.rsplit(".", 1)[-1] for (a, w), (b, o) in pairs):
+        return {b: w for (_, w), (b, _) in pairs}
+    return weights
+
+
 def load_net_weights(nets: list[nn.Module], source: str, tracking_uri: str | None = None) -> str:
     """Replace every tensor of each net (one architecture: a net, or an ensemble's members) with the
     source's ``net.*`` tensors, read once; returns the source as a path or MLflow URI (``best:…`` resolved
@@ -82,6 +95,7 @@ def load_net_weights(nets: list[nn.Module], source: str, tracking_uri: str | Non
         state = torch.load(path, map_location="cpu", weights_only=True).get("state_dict", {})
     weights = {k[len("net."):]: v for k, v in state.items() if k.startswith("net.")}
     own = net.state_dict()
+    weights = _matched_by_order(weights, own)
     missing = sorted(set(own) - set(weights))
     if missing or set(weights) - set(own):
         extra = sorted(set(weights) - set(own))

@@ -229,3 +229,48 @@ def test_make_search_reference_puts_the_task_net_in_the_study_once(workdir):
     assert (line[0].startswith("The task's own net ran in the study as trial 0") if references[0].state.name == "COMPLETE"
             else line == [])
     assert study.user_attrs["trial_args"] == [" ".join(__import__("shlex").quote(a) for a in _args(workdir).split())]
+
+
+def test_search_logs_its_plots_and_the_dashboard_serves_the_study(workdir):
+    """The parent run holds Optuna's history, parallel-coordinate and importance plots; `make search-dashboard`
+    serves the same study over HTTP on loopback (a real optuna-dashboard process)."""
+    import json
+    import os
+    import signal
+    import subprocess
+    import time
+    import urllib.request
+    from pathlib import Path
+
+    import mlflow
+
+    from conftest import free_port
+
+    storage = f"sqlite:///{workdir}/mlruns/optuna.db"
+    main_cli(["--task", "elemnet", "--trials", "3", "--storage", storage, "--args", _args(workdir)])
+    parent = search_runs(workdir, "ssub").query("`tags.mlflow.runName` == 'search-elemnet'").run_id.iloc[0]
+    plots = {a.path for a in mlflow.MlflowClient().list_artifacts(parent, "plots")}
+    assert "plots/optimization_history.png" in plots
+    if len({str(t.params) for t in _study(workdir).trials if t.state.name == "COMPLETE"}) > 1:
+        assert {"plots/parallel_coordinate.png", "plots/param_importances.png"} <= plots
+
+    repo, port = Path(__file__).resolve().parents[1], free_port()
+    missing = subprocess.run(["make", "-s", "-C", str(repo), "search-dashboard", f"STORAGE=sqlite:///{workdir}/none.db"],
+                             capture_output=True, text=True, timeout=60)
+    assert missing.returncode == 2 and "no study to show" in missing.stdout
+    server = subprocess.Popen(["make", "-s", "-C", str(repo), "search-dashboard", f"STORAGE={storage}",
+                               f"DASHBOARD_PORT={port}"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True, start_new_session=True)
+    try:
+        deadline, studies = time.time() + 90, None
+        while time.time() < deadline and studies is None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=5) as reply:
+                    studies = json.load(reply)["study_summaries"]
+            except OSError:
+                time.sleep(1)
+        assert studies is not None, "optuna-dashboard did not answer"
+        assert [s["study_name"] for s in studies] == ["elemnet"]
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)

@@ -42,7 +42,7 @@ def test_transfer_run_starts_from_the_source_weights(workdir):
         assert all(torch.equal(got[k], expected[k]) for k in expected), init_from
         assert cli.model.transferred_from == (f"runs:/{source_id}/model" if init_from == "best:ssub" else init_from)
     runs = search_runs(workdir, "ssub")
-    tags = runs.set_index("tags.mlflow.runName")["tags.transfer.source"]
+    tags = runs.set_index(runs["tags.mlflow.runName"].str.split("-").str[0])["tags.transfer.source"]  # source-…
     assert tags["transfer"].notna().all() and tags[["source"]].isna().all()
     # from scratch on the same folds: random weights, not the source's
     scratch = main(task_args("elemnet_transfer", *SSUB, "--model.init_args.init_from=null", "--model.init_args.lr=0"))
@@ -139,3 +139,22 @@ def test_experimental_table_scores_dft_models_on_all_of_ssub_and_ssub_models_on_
     formulas = ["".join(f"{ELEMNET_ELEMENTS[j]}{f[j]:.8f}" for j in np.flatnonzero(f)) for f in fractions]
     pred = mlflow.pyfunc.load_model(oqmd_model).predict(pd.DataFrame({"formula": formulas}))
     assert float(rows["oqmd_formation_enthalpy"][1]) == pytest.approx(np.abs(np.asarray(pred) - targets).mean(), abs=2e-4)
+
+
+def test_a_source_trained_without_dropout_initialises_the_net_with_dropout_and_the_cpu_profile(workdir):
+    """Dropout has no weights: the CPU profile's ElemNet (no dropout) is a source for Table 3.1's ElemNet (its
+    tensors numbered differently), and the CPU transfer profile takes a source with dropout the same way."""
+    from conftest import CONFIGS
+
+    cpu = ["--config", str(CONFIGS / "profiles" / "cpu" / "elemnet_transfer.yaml")]
+    source = main(task_args("elemnet_transfer", *cpu, *SSUB, "--model.init_args.init_from=null"))
+    weights = list(_weights(source.model.net).values())
+    ckpt = source.trainer.checkpoint_callback.best_model_path
+    with_dropout = main(task_args("elemnet_transfer", *SSUB, f"--model.init_args.init_from={ckpt}",
+                                  "--model.init_args.lr=0", "--test_after_fit=false"))
+    got = _weights(with_dropout.model.net)
+    assert list(got) != list(_weights(source.model.net))  # other tensor names: layers.N moved by the dropouts
+    assert all(torch.equal(a, b) for a, b in zip(got.values(), weights))
+    back = main(task_args("elemnet_transfer", *cpu, *SSUB, "--model.init_args.lr=0", "--test_after_fit=false",
+                          f"--model.init_args.init_from={with_dropout.trainer.checkpoint_callback.best_model_path}"))
+    assert all(torch.equal(a, b) for a, b in zip(_weights(back.model.net).values(), weights))
