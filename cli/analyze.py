@@ -184,10 +184,15 @@ def element_group(symbol: str) -> str:
 
 def parse_models(spec: str) -> dict[str, str]:
     """``a.ckpt,transfer=b.ckpt`` -> {label: checkpoint}; an unlabelled one is named by its file."""
+    from cli.runs import model_checkpoint
+
     models = {}
     for item in filter(None, (s.strip() for s in spec.split(","))):
         # checkpoint names hold "=" themselves (best-epoch=003.ckpt): a label only when the whole is no file
-        label, _, path = (Path(item).parent.parent.name or item, "", item) if Path(item).is_file() else item.partition("=")
+        whole = Path(item).is_file() or item == "latest" or item.startswith(("runs:/", "models:/"))
+        name = (Path(item).parent.parent.name or item) if Path(item).is_file() else item
+        label, _, path = (name, "", item) if whole else item.partition("=")
+        path = str(model_checkpoint(path, "elemnet"))  # latest, runs:/…, models:/… or a path
         if not Path(path).is_file():
             raise SystemExit(f"checkpoint {path} does not exist")
         models[label] = path

@@ -84,3 +84,23 @@ def latest_checkpoint(task: str, outputs: Path = OUTPUTS) -> Path:
     folder = resume_folder(task, "last", outputs)
     best = sorted((folder / "checkpoints").glob("best*.ckpt"), key=lambda p: p.stat().st_mtime)
     return best[-1] if best else folder / "checkpoints" / "last.ckpt"
+
+
+def model_checkpoint(spec: str, task: str = "elemnet", outputs: Path = OUTPUTS) -> Path:
+    """A local checkpoint for what a user names as a model: ``latest`` (the task's latest run), an MLflow run's
+    model ``runs:/<id>/model``, a registered one ``models:/<name>/<version>`` or ``models:/<name>@<alias>``
+    (downloaded once to ``outputs/downloaded/<uri>/``, from the store ``MLFLOW_TRACKING_URI`` names), or a path."""
+    if spec == "latest":
+        return latest_checkpoint(task, outputs)
+    if not spec.startswith(("runs:/", "models:/")):
+        return Path(spec)
+    import re
+
+    from lightning_modules.pretrained import resolve_checkpoint
+
+    folder = outputs / "downloaded" / re.sub(r"[^A-Za-z0-9@._-]+", "_", spec).strip("_")
+    found = sorted(folder.rglob("*.ckpt")) if not spec.startswith("models:/") or "@" not in spec else []
+    if found:  # a run's model and a version never change; an alias may move, so it is fetched again
+        return found[0]
+    folder.mkdir(parents=True, exist_ok=True)
+    return resolve_checkpoint(spec, None, folder)

@@ -48,7 +48,8 @@ class ScreenError(RuntimeError):
 
 def parse_args(argv):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--ckpt", required=False, help="checkpoint of a composition model (make train)")
+    ap.add_argument("--ckpt", required=False, help="a composition model: checkpoint path, latest (the latest "
+                    "elemnet run), runs:/<id>/model or models:/<name>/<version>")
     ap.add_argument("--elements", default="", help="comma-separated elements to combine (default: all 86)")
     ap.add_argument("--min_arity", type=int, default=2)
     ap.add_argument("--max_arity", type=int, default=3, help="4 is the paper's A_w B_x C_y D_z")
@@ -179,7 +180,16 @@ def main(argv: list[str] | None = None) -> dict:
     counts = print_counts(len(ids), args)
     if args.count_only:
         return {"counts": counts}
-    ckpt = Path(args.ckpt)
+    from cli.runs import NoRunError, model_checkpoint
+    from lightning_modules.pretrained import PretrainedError
+
+    try:  # latest, runs:/<id>/model, models:/<name>/<version> or a path
+        ckpt = model_checkpoint(args.ckpt, "elemnet")
+    except (NoRunError, PretrainedError) as err:
+        raise ScreenError(str(err)) from err
+    if args.ckpt != str(ckpt) and args.output is None and args.ckpt != "latest":  # a model from MLflow
+        args.output = Path("outputs/screen") / f"{ckpt.relative_to(Path('outputs') / 'downloaded').parts[0]}" \
+            f"-arity{args.max_arity}.parquet"
     module, datamodule = load_model(ckpt)
     return run_screen(args, ckpt, module, datamodule, ids, counts)
 

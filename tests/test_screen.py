@@ -177,3 +177,20 @@ def test_refusals_name_the_problem(trained):
     torch.save(state, other)
     out = screen(root, env, args_for(other, root / "other.parquet"))
     assert out.returncode == 2 and "different element list" in out.stderr
+
+
+def test_the_model_may_be_named_latest_or_by_mlflow_uri(trained):
+    """`latest` (the task's latest run), `runs:/<id>/model` and `models:/<name>@best` screen as the checkpoint does."""
+    root, env, ckpt = trained
+    run_id = torch.load(ckpt, map_location="cpu", weights_only=True)["mlflow_run_id"]
+    tables = {}
+    for spec in (str(ckpt), "latest", f"runs:/{run_id}/model", "models:/elemnet-ssub@best"):
+        output = root / f"named-{len(tables)}.parquet"
+        out = screen(root, env, ["--ckpt", spec, "--elements", "Li,Na,O,F", "--max_arity", "2", "--max_sum", "4",
+                                 "--threshold", "-5", "--output", str(output)])
+        assert out.returncode == 0, (spec, out.stderr[-3000:])
+        tables[spec] = pd.read_parquet(output)
+    first = tables[str(ckpt)]
+    assert len(first) > 0
+    for spec, table in tables.items():
+        pd.testing.assert_frame_equal(table, first, check_exact=False, atol=1e-5, obj=spec)
