@@ -23,6 +23,14 @@ def server_command(backend: str = "sqlite:///mlruns/mlflow.db", port: int = 5000
     return cmd
 
 
+def server_environment() -> dict[str, str]:
+    """The server's environment: MLflow 3 otherwise starts a job runner and 7 huey consumers for GenAI
+    evaluation jobs (10 processes, ~1.2 GB measured here) that training runs never use; without them it is the
+    server and its one uvicorn worker."""
+    return {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": os.environ.get("MLFLOW_SERVER_ENABLE_JOB_EXECUTION",
+                                                                                 "false")}
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--backend", default="sqlite:///mlruns/mlflow.db", help="backend store URI")
@@ -33,7 +41,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.backend.startswith("sqlite:///") and not args.artifacts and not os.path.exists(store):
         sys.exit(f"no MLflow store at {store}: train something first (make train TASK=elemnet)")
     print(f"MLflow on http://127.0.0.1:{args.port}  (Ctrl-C stops it)", flush=True)
-    os.execv(sys.executable, server_command(args.backend, args.port, args.artifacts))
+    os.execve(sys.executable, server_command(args.backend, args.port, args.artifacts), server_environment())
 
 
 if __name__ == "__main__":

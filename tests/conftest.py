@@ -118,11 +118,12 @@ def mlflow_server(backend: str, cwd: Path, artifacts: str | None = None, port: i
     import time
     import urllib.request
 
-    from cli.ui import server_command
+    from cli.ui import server_command, server_environment
 
     port = port or free_port()
     log = open(Path(cwd) / f"mlflow-server-{port}.log", "a+")
-    server = subprocess.Popen(server_command(backend, port, artifacts), cwd=cwd, stdout=log, stderr=subprocess.STDOUT)
+    server = subprocess.Popen(server_command(backend, port, artifacts), cwd=cwd, stdout=log, stderr=subprocess.STDOUT,
+                              env=server_environment())
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.time() + 90

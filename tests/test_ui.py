@@ -87,3 +87,38 @@ def test_a_tracking_server_that_goes_away_fails_the_run_loudly_and_resume_contin
         assert result.returncode == 0, result.stderr[-3000:]
         runs = mlflow.search_runs(experiment_names=["ssub"])
         assert len(runs) == 1 and runs.iloc[0].status == "FINISHED"
+
+
+def test_make_ui_is_one_server_and_its_worker_and_stops_quietly_on_ctrl_c(workdir):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import mlflow
+    import psutil
+
+    from conftest import free_port
+
+    mlflow.MlflowClient(f"sqlite:///{workdir}/mlruns/mlflow.db").search_experiments()  # the store exists
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "cli.ui", "--port", str(port)], cwd=workdir, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.time() + 90
+        while True:
+            try:
+                if urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2).read() == b"OK":
+                    break
+            except OSError:
+                assert time.time() < deadline and proc.poll() is None, "make ui did not answer /health"
+                time.sleep(0.5)
+        time.sleep(3)  # what MLflow starts beside the server has started by now
+        children = psutil.Process(proc.pid).children(recursive=True)
+        assert len(children) <= 1, [" ".join(c.cmdline()[:4]) for c in children]
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C in a terminal reaches the whole process group
+        out, _ = proc.communicate(timeout=60)
+    assert "Traceback" not in out, out[-3000:]
+    assert not [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
