@@ -4,7 +4,7 @@
    kikuchipy DI (NCC) against the dictionary the net trained on, mean and median disorientation on the same
    noisy test patterns (the paper: OMNet 0.548° vs DI 0.652°).
 2. Inference patterns/s of both on the same device and patterns (and the net's training samples/s, batch 64,
-   which shows whether the CPU threads are starved, see README): the net of the checkpoint (or the CPU
+   which shows whether the CPU threads are starved, see docs/results/ebsd.md): the net of the checkpoint (or the CPU
    default OMNet), the paper-size OMNet (~200M parameters), DI against the run's dictionary and against a
    second, larger one (``--large_steps``, default N = 50: 41,625 patterns, simulated once into the cache);
    DI's cost grows with the dictionary, so the paper's N = 100 + 50 (374,852) rate is extrapolated linearly

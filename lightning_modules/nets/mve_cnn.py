@@ -72,7 +72,7 @@ class LocalizationCNN(nn.Module):
     to the per-neighbourhood pass, tested), computed as 3-D convolutions over the element. The first
     convolution spans all k slices along x1 and its k×k window in (x2, x3); the second and the dense layers
     become convolutions over (x2, x3) windows. Overlapping neighbourhoods then share their convolutions
-    and no neighbourhood is gathered (README, issue 7: the speed measured).
+    and no neighbourhood is gathered (docs/results/microstructures.md: the speed measured).
     """
 
     def __init__(self, n_features: int = 11, channels: tuple[int, int] = (32, 64), kernel_size: int = 3,

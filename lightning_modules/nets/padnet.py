@@ -25,7 +25,7 @@ background stays flat at the frame edge). The slope filters use ``filter_size``:
 ``spatial_softmax: false`` skips Eq. 7.8: ring responses are sparse, so after batch normalisation
 a strong ring stands many standard deviations above the rest and the softmax keeps little more
 than each sample's strongest ring. The CPU configs turn it off: on SLAC folds 0–2 of 10, test
-accuracy 0.778 / 0.889 / 0.833 with it against 0.889 / 0.944 / 0.833 without (README, XRD).
+accuracy 0.778 / 0.889 / 0.833 with it against 0.889 / 0.944 / 0.833 without (docs/results/xrd.md).
 """
 
 from __future__ import annotations
