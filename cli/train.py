@@ -101,6 +101,8 @@ class TaskCLI(LightningCLI):
             self.config.ckpt_path = str(folder / "checkpoints" / "last.ckpt")
         elif ckpt and Path(ckpt).parent.name == "checkpoints":  # a checkpoint of a run folder: that run goes on
             folder = Path(ckpt).parent.parent
+        elif _other_rank() and os.environ.get(RUN_FOLDER_ENV):  # a DDP rank launched by rank 0: its folder
+            folder = Path(os.environ[RUN_FOLDER_ENV])
         else:
             net = str(self.config.model.init_args.get("net", {}).get("class_path", "") or "").rsplit(".", 1)[-1]
             if self.learner:
@@ -109,6 +111,7 @@ class TaskCLI(LightningCLI):
             for args in logger_args:
                 if not args.get("run_id"):
                     args.run_name = name
+        os.environ[RUN_FOLDER_ENV] = str(folder)  # the ranks rank 0 launches (DDP) inherit it: one folder
         self.config.trainer.default_root_dir = str(folder)
 
     def _resumed_run_id(self, checkpoint_dir: Path) -> str | None:
@@ -117,6 +120,14 @@ class TaskCLI(LightningCLI):
         if not ckpt:
             return None
         return checkpoint_run_id(checkpoint_dir / "last.ckpt" if ckpt == "last" else Path(ckpt))
+
+
+RUN_FOLDER_ENV = "DEEP_MATERIALS_RUN_FOLDER"
+
+
+def _other_rank() -> bool:
+    """Whether this process is a DDP rank other than 0 (set by the launcher: Lightning's, torchrun, SLURM)."""
+    return any(int(os.environ.get(key, "0") or 0) > 0 for key in ("LOCAL_RANK", "RANK", "NODE_RANK", "SLURM_PROCID"))
 
 
 def checkpoint_run_id(path: Path) -> str | None:
