@@ -11,6 +11,7 @@ works with a ``formula`` column.
 from __future__ import annotations
 
 import inspect
+import re
 import tempfile
 from pathlib import Path
 
@@ -131,7 +132,8 @@ def register(client, run_id: str, test_mae: float | None) -> tuple[str, str]:
 
     run = client.get_run(run_id)
     task = run.data.tags.get("task") or run.data.tags.get("net", "model").lower()
-    name = f"{task}-{run.data.params.get('dataset', 'data')}"
+    dataset = Path(str(run.data.params.get("dataset", "data"))).stem  # a user's file: its name, not its path
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{task}-{dataset}")
     try:
         client.get_registered_model(name)
     except MlflowException:
