@@ -66,8 +66,12 @@ def is_mlflow_uri(model: str) -> bool:
 
 def recent_checkpoints(task: str | None, limit: int = 3) -> list[str]:
     """The newest ``last.ckpt`` files of the task's runs under ``outputs/``."""
-    found = Path("outputs").glob(f"{task or '*'}/*/checkpoints/last.ckpt")
-    return [str(p) for p in sorted(found, key=lambda p: p.stat().st_mtime, reverse=True)[:limit]]
+    from cli.runs import OUTPUTS, run_folders
+
+    tasks = [task] if task else sorted(p.name for p in OUTPUTS.glob("*") if p.is_dir())
+    folders = sorted((f for t in tasks for f in run_folders(t)), reverse=True,
+                     key=lambda f: (f / "checkpoints" / "last.ckpt").stat().st_mtime)
+    return [str(f / "checkpoints" / "last.ckpt") for f in folders[:limit]]
 
 
 def usage(missing: list[str], task: str | None) -> str:

@@ -112,6 +112,21 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def wait_for_health(url: str, process: subprocess.Popen, seconds: float = 90) -> bool:
+    """Whether the MLflow server at ``url`` answers ``/health`` before ``seconds`` pass or ``process`` ends."""
+    import time
+    import urllib.request
+
+    deadline = time.time() + seconds
+    while time.time() < deadline and process.poll() is None:
+        try:
+            if urllib.request.urlopen(f"{url}/health", timeout=2).read() == b"OK":
+                return True
+        except OSError:
+            time.sleep(0.5)
+    return False
+
+
 @contextlib.contextmanager
 def mlflow_server(backend: str, cwd: Path, artifacts: str | None = None, port: int | None = None):
     """A real ``mlflow server`` on a loopback port (a free one unless given); yields its URL, stops it after."""
@@ -126,16 +141,9 @@ def mlflow_server(backend: str, cwd: Path, artifacts: str | None = None, port: i
                               env=server_environment())
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.time() + 90
-        while True:
-            try:
-                if urllib.request.urlopen(f"{url}/health", timeout=2).read() == b"OK":
-                    break
-            except OSError:
-                if time.time() > deadline or server.poll() is not None:
-                    log.seek(0)
-                    raise AssertionError(f"MLflow server did not answer /health within 90 s:\n{log.read()[-3000:]}") from None
-                time.sleep(0.5)
+        if not wait_for_health(url, server):
+            log.seek(0)
+            raise AssertionError(f"MLflow server did not answer /health within 90 s:\n{log.read()[-3000:]}")
         yield url
     finally:
         server.terminate()

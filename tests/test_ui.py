@@ -99,21 +99,14 @@ def test_make_ui_is_one_server_and_its_worker_and_stops_on_ctrl_c(workdir):
     import mlflow
     import psutil
 
-    from conftest import free_port
+    from conftest import free_port, wait_for_health
 
     mlflow.MlflowClient(f"sqlite:///{workdir}/mlruns/mlflow.db").search_experiments()  # the store exists
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "cli.ui", "--port", str(port)], cwd=workdir, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        deadline = time.time() + 90
-        while True:
-            try:
-                if urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2).read() == b"OK":
-                    break
-            except OSError:
-                assert time.time() < deadline and proc.poll() is None, "make ui did not answer /health"
-                time.sleep(0.5)
+        assert wait_for_health(f"http://127.0.0.1:{port}", proc), "make ui did not answer /health"
         time.sleep(3)  # what MLflow starts beside the server has started by now
         children = psutil.Process(proc.pid).children(recursive=True)
         assert len(children) <= 1, [" ".join(c.cmdline()[:4]) for c in children]
