@@ -7,11 +7,10 @@ PORT    ?= 5000
 TASKS   := $(basename $(notdir $(wildcard configs/tasks/*.yaml)))
 DEVICES ?=
 NODES   ?= 1
-TASK_CONFIGS = --config configs/defaults.yaml --config configs/tasks/$(TASK).yaml \
-               $(if $(PROFILE),--config configs/profiles/$(PROFILE)/$(TASK).yaml) \
-               $(if $(DEVICES),--config configs/ddp.yaml --trainer.devices=$(DEVICES) --trainer.num_nodes=$(NODES))
-# Runs log to $MLFLOW_TRACKING_URI when set (e.g. a `make server`), else to mlruns/mlflow.db.
-export MLFLOW_TRACKING_URI ?= sqlite:///mlruns/mlflow.db
+# the task's config files, assembled by cli/configs.py as for the search, the reproductions and the tests
+TASK_CONFIGS = $(shell $(PY) -m cli.configs $(TASK) $(if $(PROFILE),--profile $(PROFILE)) $(if $(DEVICES),--with ddp)) \
+               $(if $(DEVICES),--trainer.devices=$(DEVICES) --trainer.num_nodes=$(NODES))
+# Runs log to $MLFLOW_TRACKING_URI when set (e.g. a `make server`), else to mlruns/mlflow.db (cli/__init__.py).
 export PYTHONUNBUFFERED = 1
 
 .PHONY: help setup postgresql data lock test train predict baseline bench ui server clean check-task search search-dashboard screen bench-screen bench-mve cv bench-crystal bench-ebsd bench-xrd reproduce analyze

@@ -22,16 +22,13 @@ metric ``auc/<label>/layer<k>`` per layer.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 from pathlib import Path
 
-os.environ.setdefault("MLFLOW_TRACKING_URI", "sqlite:///mlruns/mlflow.db")
-
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from torch import nn  # noqa: E402
+import numpy as np
+import torch
+from torch import nn
 
 GROUP_I, GROUP_II = ("Li", "Na", "K", "Rb", "Cs"), ("Be", "Mg", "Ca", "Sr", "Ba")
 

@@ -10,17 +10,14 @@ MLflow UI puts it beside the nets. Options: ``--rf.n_estimators``,
 from __future__ import annotations
 
 import json
-import os
 import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("MLFLOW_TRACKING_URI", "sqlite:///mlruns/mlflow.db")
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-from callbacks.regression_plots import parity_and_cdf  # noqa: E402
-from cli.train import TaskCLI  # noqa: E402
+from callbacks.regression_plots import parity_and_cdf
+from cli.train import TaskCLI
 
 
 class BaselineCLI(TaskCLI):

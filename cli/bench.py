@@ -24,13 +24,11 @@ import json
 import os
 import time
 
-os.environ.setdefault("MLFLOW_TRACKING_URI", "sqlite:///mlruns/mlflow.db")
+import lightning.pytorch as pl
+import torch
 
-import lightning.pytorch as pl  # noqa: E402
-import torch  # noqa: E402
-
-from cli.precision import hardware_precision  # noqa: E402
-from lightning_modules.nets import ElemNet  # noqa: E402
+from cli.precision import hardware_precision
+from lightning_modules.nets import ElemNet
 
 
 def _best_of(fn, repeats: int = 5) -> float:
@@ -90,9 +88,10 @@ NETS = ("elemnet", "irnet", "roost")  # each timed through its task's config: ba
 def run_task(task: str, extra: list[str], warmup: int = 0):
     """Fit ``task`` through its config on the real data with ``extra`` options, no logger or checkpoints;
     returns (clock, the built CLI)."""
-    from cli.train import REPO, build
+    from cli.configs import task_configs
+    from cli.train import build
 
-    cli = build(["--config", str(REPO / "configs" / "defaults.yaml"), "--config", str(REPO / "configs" / "tasks" / f"{task}.yaml"),
+    cli = build([*task_configs(task),
                  "--trainer.logger=false", "--trainer.callbacks=[]", "--trainer.enable_checkpointing=false",
                  "--trainer.enable_model_summary=false", "--trainer.num_sanity_val_steps=0", *extra])
     clock = StepClock(warmup)

@@ -16,13 +16,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 
-os.environ.setdefault("MLFLOW_TRACKING_URI", "sqlite:///mlruns/mlflow.db")
-
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import numpy as np
+import torch
 
 
 def _rate(count: int, fn) -> float:

@@ -22,12 +22,10 @@ import argparse
 import os
 import time
 
-os.environ.setdefault("MLFLOW_TRACKING_URI", "sqlite:///mlruns/mlflow.db")
+import numpy as np
+import torch
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from materials.orientations import disorientation, random_quaternions  # noqa: E402
+from materials.orientations import disorientation, random_quaternions
 
 PAPER_DICTIONARY = 333_227 + 41_625
 

@@ -18,12 +18,10 @@ import json
 import os
 import time
 
-os.environ.setdefault("MLFLOW_TRACKING_URI", "sqlite:///mlruns/mlflow.db")
+import torch
 
-import torch  # noqa: E402
-
-from materials.elasticity import TwoPhaseElasticity, effective_c11  # noqa: E402
-from materials.microstructure import MicrostructureSampler  # noqa: E402
+from materials.elasticity import TwoPhaseElasticity, effective_c11
+from materials.microstructure import MicrostructureSampler
 
 
 def _sync(device: str) -> None:

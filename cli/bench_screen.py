@@ -12,16 +12,13 @@ the paper-sized screen (446,597,140 compositions) would take at that rate.
 from __future__ import annotations
 
 import argparse
-import os
 import resource
 import sys
 import time
 
-os.environ.setdefault("MLFLOW_TRACKING_URI", "sqlite:///mlruns/mlflow.db")
+import torch
 
-import torch  # noqa: E402
-
-from materials.enumeration import chunk_combinations, chunks, count_compositions, element_ids  # noqa: E402
+from materials.enumeration import chunk_combinations, chunks, count_compositions, element_ids
 
 PAPER_TOTAL = sum(count_compositions(86, 4, 10).values())
 

@@ -16,10 +16,8 @@ import argparse
 import os
 import time
 
-os.environ.setdefault("MLFLOW_TRACKING_URI", "sqlite:///mlruns/mlflow.db")
-
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import numpy as np
+import torch
 
 
 def _timed(fn, repeat: int, device: str = "cpu") -> float:

@@ -17,17 +17,14 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import os
 import sys
 from pathlib import Path
 
-os.environ.setdefault("MLFLOW_TRACKING_URI", "sqlite:///mlruns/mlflow.db")
+import mlflow
+import numpy as np
 
-import mlflow  # noqa: E402
-import numpy as np  # noqa: E402
-
-from cli.runs import OUTPUTS  # noqa: E402
-from cli.train import build  # noqa: E402
+from cli.runs import OUTPUTS
+from cli.train import build
 
 METRICS = ("test/mae", "test/rmse", "test/r2", "test/mae_polymorphs", "test/mae_unique_formula")  # listed first
 

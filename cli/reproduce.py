@@ -41,22 +41,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-os.environ.setdefault("MLFLOW_TRACKING_URI", "sqlite:///mlruns/mlflow.db")
+import mlflow
+import numpy as np
 
-import mlflow  # noqa: E402
-import numpy as np  # noqa: E402
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-def task_configs(task: str, profile: str | None = None) -> list[str]:
-    """The config files of ``make train TASK=task [PROFILE=profile]``."""
-    configs = [REPO / "configs" / "defaults.yaml", REPO / "configs" / "tasks" / f"{task}.yaml"]
-    if profile:
-        configs.append(REPO / "configs" / "profiles" / profile / f"{task}.yaml")
-        if not configs[-1].is_file():
-            raise SystemExit(f"no profile {profile!r} for {task}: {configs[-1]}")
-    return [f"--config={c}" for c in configs]
+from cli.configs import task_configs
 
 
 def config_digest(opts: argparse.Namespace) -> str:

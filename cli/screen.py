@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import errno
 import json
-import os
 import resource
 import shutil
 import sys
@@ -29,12 +28,10 @@ import pandas as pd
 import pyarrow.parquet as pq
 import torch
 
-os.environ.setdefault("MLFLOW_TRACKING_URI", "sqlite:///mlruns/mlflow.db")
-
-from cli.screening import CANDIDATES  # noqa: E402
-from datamodules.sources.registry import sha256_of  # noqa: E402
-from materials.elements import ELEMNET_ELEMENTS, N_ELEMENTS  # noqa: E402
-from materials.enumeration import (  # noqa: E402
+from cli.screening import CANDIDATES
+from datamodules.sources.registry import sha256_of
+from materials.elements import ELEMNET_ELEMENTS, N_ELEMENTS
+from materials.enumeration import (
     chunks, count_compositions, element_ids,
 )
 

@@ -30,7 +30,6 @@ MLflow run too) once ``3 × --heartbeat`` seconds have passed, and re-queues onc
 from __future__ import annotations
 
 import argparse
-import os
 import shlex
 import subprocess
 import sys
@@ -38,22 +37,18 @@ import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("MLFLOW_TRACKING_URI", "sqlite:///mlruns/mlflow.db")
+import mlflow
+import optuna
+import yaml
 
-import mlflow  # noqa: E402
-import optuna  # noqa: E402
-import yaml  # noqa: E402
-
-from cli.search_plots import search_plots  # noqa: E402
-from cli.search_spaces import as_args, as_config, reference_params, space_for  # noqa: E402
-from cli.train import REPO, build, main  # noqa: E402
+from cli.search_plots import search_plots
+from cli.search_spaces import as_args, as_config, reference_params, space_for
+from cli.configs import task_configs
+from cli.train import build, main
 
 def base_args(task: str, extra: list[str], devices: int = 1) -> list[str]:
-    configs = REPO / "configs"
-    ddp = ["--config", str(configs / "ddp.yaml"), f"--trainer.devices={devices}",
-           "--trainer.strategy=ddp_spawn"] if devices > 1 else []
-    return ["--config", str(configs / "defaults.yaml"), "--config", str(configs / "tasks" / f"{task}.yaml"),
-            "--config", str(configs / "search.yaml"), *ddp, *extra]
+    ddp = [f"--trainer.devices={devices}", "--trainer.strategy=ddp_spawn"] if devices > 1 else []
+    return [*task_configs(task, overlays=("search", "ddp") if devices > 1 else ("search",)), *ddp, *extra]
 
 
 def count_parameters(model) -> int:

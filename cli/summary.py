@@ -38,8 +38,8 @@ def run_summary(trainer, datamodule, metrics: dict[str, float], task: str | None
     best = None
     for cb in trainer.callbacks:
         if isinstance(cb, ModelCheckpoint) and cb.dirpath:
-            best = _relative(cb.best_model_path or cb.last_model_path) or None
-            lines.append(f"checkpoints: {_relative(cb.dirpath)}/" + (f" (best: {Path(best).name})" if best else ""))
+            best = relative_path(cb.best_model_path or cb.last_model_path) or None
+            lines.append(f"checkpoints: {relative_path(cb.dirpath)}/" + (f" (best: {Path(best).name})" if best else ""))
             break
     if best and task and hasattr(datamodule, "featurize_formulas"):
         lines.append(f"predict: make predict TASK={task} CKPT={best} INPUT=formulas.csv")
@@ -47,7 +47,7 @@ def run_summary(trainer, datamodule, metrics: dict[str, float], task: str | None
     return "\n".join(lines)
 
 
-def _relative(path: str | None) -> str | None:
+def relative_path(path: str | None) -> str | None:
     """``path`` relative to the working directory when inside it (what a user pastes into ``make``)."""
     if not path:
         return path

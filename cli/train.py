@@ -16,37 +16,48 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-os.environ.setdefault("MLFLOW_TRACKING_URI", "sqlite:///mlruns/mlflow.db")
-from cli.quiet import silence  # noqa: E402
+from cli.quiet import silence
 
 silence()
 
+from lightning.pytorch import Trainer  # noqa: E402
+from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint  # noqa: E402
 from lightning.pytorch.cli import LightningCLI  # noqa: E402
 from lightning.pytorch.loggers import MLFlowLogger  # noqa: E402
 
-from callbacks.mlflow_run import MLflowSaveConfig  # noqa: E402
+from callbacks.mlflow_run import MLflowRunInfo, MLflowSaveConfig  # noqa: E402
 from callbacks.timeline import RunTimeline  # noqa: E402
 from cli.precision import hardware_precision  # noqa: E402
-from cli.summary import run_summary  # noqa: E402
+from cli.summary import relative_path, run_summary  # noqa: E402
 from cli.runs import NoRunError, config_names, new_run_folder, resume_folder, run_name  # noqa: E402
 from datamodules.sources.readers import DataFileError  # noqa: E402
 from materials.composition import CompositionError  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-TASKS = REPO / "configs" / "tasks"
-
-
-def known_tasks() -> list[str]:
-    return sorted(p.stem for p in TASKS.glob("*.yaml"))
 
 
 class TaskCLI(LightningCLI):
-    """LightningCLI with the data-decided sizes linked into the net."""
+    """LightningCLI with the data-decided sizes linked into the net and the callbacks every run has.
+
+    Every run checkpoints (``checkpoint``: best by the task's metric and ``last.ckpt``), stops early
+    (``early_stopping``: the same metric and mode), logs its learning rate (``lr_monitor``), its run
+    information (``run_info``) and its phase times (``timeline``). They are set once in
+    ``configs/defaults.yaml``; a task changes a key (``early_stopping: {patience: 10}``) and lists under
+    ``trainer.callbacks`` only its own (plots, baselines).
+    """
 
     learner = ""  #: what stands in a run's name in place of the net (``random-forest`` for ``make baseline``)
 
     def add_arguments_to_parser(self, parser):
         parser.link_arguments("data.n_features", "model.init_args.net.init_args.n_features", apply_on="instantiate")
+        for target in ("model.init_args.n_classes", "model.init_args.net.init_args.n_classes"):  # classification data
+            parser.link_arguments("data.n_classes", target, apply_on="instantiate")  # (skipped where data have none)
+        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.add_lightning_class_args(EarlyStopping, "early_stopping")
+        parser.link_arguments("checkpoint.monitor", "early_stopping.monitor")  # one metric decides both
+        parser.link_arguments("checkpoint.mode", "early_stopping.mode")
+        parser.add_lightning_class_args(LearningRateMonitor, "lr_monitor")
+        parser.add_lightning_class_args(MLflowRunInfo, "run_info")  # the MLflow run id in every checkpoint
         parser.add_lightning_class_args(RunTimeline, "timeline")  # every run: phase times, validation vs minutes
         parser.add_argument("--ckpt_path", type=str | None, default=None,
                             help="resume fitting from this checkpoint ('last' = the task's last.ckpt)")
@@ -71,14 +82,13 @@ class TaskCLI(LightningCLI):
         self.task = self.task or base
         if not trainer.default_root_dir:  # a plain run: a folder of its own under outputs/<task>/
             self._own_run_folder(base, logger_args)
-        checkpoint_dir = Path(trainer.default_root_dir) / "checkpoints"
-        for cb in trainer.callbacks or []:
-            if cb.class_path.endswith("ModelCheckpoint"):
-                if not cb.init_args.get("dirpath"):
-                    cb.init_args.dirpath = str(checkpoint_dir)
-                checkpoint_dir = Path(cb.init_args.dirpath)
+        if not self.config.checkpoint.get("dirpath"):
+            self.config.checkpoint.dirpath = str(Path(trainer.default_root_dir) / "checkpoints")
+        checkpoint_dir = Path(self.config.checkpoint.dirpath)
+        precision_from = "config"
         if trainer.get("precision") is None:  # the config leaves it to the hardware (cli/precision.py)
             trainer.precision = hardware_precision(str(trainer.get("accelerator") or "auto"))
+            precision_from = "chosen for this hardware"
         if trainer.get("sync_batchnorm") and not _gpu_run(trainer):
             import warnings
 
@@ -92,6 +102,22 @@ class TaskCLI(LightningCLI):
         for args in logger_args:
             if run_id and not args.get("run_id"):
                 args.run_id = run_id
+        if not _other_rank():  # what was decided here, in one line (the whole config: config.yaml in the run)
+            experiment = next((f", MLflow experiment {a.experiment_name!r}" for a in logger_args), "")
+            print(f"run folder {relative_path(trainer.default_root_dir)}{experiment}, "
+                  f"precision {trainer.precision} ({precision_from})", file=sys.stderr, flush=True)
+
+    def _instantiate_trainer(self, config: dict, callbacks: list) -> Trainer:
+        """The forced callbacks less those the trainer turns off: no checkpoints without checkpointing, no
+        learning-rate log without a logger, no early stopping without validation (``make bench``)."""
+        off = []
+        if config.get("enable_checkpointing") is False:
+            off.append(ModelCheckpoint)
+        if config.get("logger") is False:
+            off.append(LearningRateMonitor)
+        if config.get("limit_val_batches") == 0:
+            off.append(EarlyStopping)
+        return super()._instantiate_trainer(config, [cb for cb in callbacks if not isinstance(cb, tuple(off))])
 
     def _own_run_folder(self, base: str, logger_args) -> None:
         """``outputs/<task>/<run name>``: a new folder and unique run name, or the folder of the run resumed."""
@@ -181,6 +207,17 @@ def build(args: list[str] | None = None) -> TaskCLI:
     return cli
 
 
+def resolve_source(cli: TaskCLI) -> None:
+    """``init_from: best:<dataset>`` → ``runs:/<id>/model`` of the finished run of the same net on that dataset
+    with the lowest test MAE, in the run's own store (the LightningModule then loads a plain source)."""
+    source = getattr(cli.model, "hparams", {}).get("init_from")
+    if isinstance(source, str) and source.startswith("best:"):
+        from lightning_modules.pretrained import best_run_model
+
+        cli.model.hparams.init_from = best_run_model(type(cli.model.net).__name__, source[len("best:"):],
+                                                     cli.model.tracking_uri)
+
+
 def main(args: list[str] | None = None, extra_callbacks: list | None = None,
          after_fit: Callable[[], None] | None = None) -> TaskCLI:
     """Fit, then test the best checkpoint and print where the run is; ``extra_callbacks`` (e.g. Optuna pruning)
@@ -189,6 +226,7 @@ def main(args: list[str] | None = None, extra_callbacks: list | None = None,
     cli.trainer.callbacks.extend(extra_callbacks or [])
     try:
         _tag(cli)
+        resolve_source(cli)
         cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=cli.config.ckpt_path)
         if after_fit is not None:
             after_fit()

@@ -12,8 +12,10 @@ import argparse
 import os
 import sys
 
+from cli import DEFAULT_TRACKING_URI
 
-def server_command(backend: str = "sqlite:///mlruns/mlflow.db", port: int = 5000,
+
+def server_command(backend: str = DEFAULT_TRACKING_URI, port: int = 5000,
                    artifacts: str | None = None) -> list[str]:
     """The ``mlflow server`` command line; with ``artifacts`` it also serves (stores) artifacts."""
     cmd = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", backend,
@@ -33,7 +35,7 @@ def server_environment() -> dict[str, str]:
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--backend", default="sqlite:///mlruns/mlflow.db", help="backend store URI")
+    ap.add_argument("--backend", default=DEFAULT_TRACKING_URI, help="backend store URI")
     ap.add_argument("--artifacts", default=None, help="artifact root the server stores and serves (make server)")
     ap.add_argument("--port", type=int, default=5000)
     args = ap.parse_args(argv)

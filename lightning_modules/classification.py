@@ -19,8 +19,8 @@ from torch import nn
 from torchmetrics import MaxMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassF1Score
 
-from lightning_modules.regression import SCHEDULES as REGRESSION_SCHEDULES
-from lightning_modules.stages import StagedMetrics, adam
+from lightning_modules.optim import configure
+from lightning_modules.stages import StagedMetrics
 
 LOSSES: dict[str, type[nn.Module] | partial] = {
     "cross_entropy": nn.CrossEntropyLoss,  # softmax cross entropy (7.4.1)
@@ -29,20 +29,12 @@ LOSSES: dict[str, type[nn.Module] | partial] = {
 
 
 
-def _plateau(optimizer, module):
-    return {"scheduler": torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5, patience=5),
-            "monitor": "val/loss"}
-
-
-SCHEDULES = {**REGRESSION_SCHEDULES, "plateau": _plateau}
-
-
 class PhaseClassifier(StagedMetrics, pl.LightningModule):
     """Train an injected net to classify samples into ``n_classes``.
 
     Args:
         net: the architecture (``PADNet``), built by the config.
-        n_classes: classes (8 phase regions); checked against the datamodule's ``n_classes`` when it has one.
+        n_classes: classes (8 phase regions); the CLI links it (and the net's) from the datamodule's ``n_classes``.
         loss: ``cross_entropy`` (the paper's) or ``label_smoothing``.
         lr: Adam learning rate (1e-3 in 7.4.1). weight_decay: L2 on the weights (1e-4 in 7.4.1, as Adam's
             weight decay).
@@ -50,6 +42,7 @@ class PhaseClassifier(StagedMetrics, pl.LightningModule):
     """
 
     best_metric = "val/acc"
+    plateau_monitor, plateau_patience = "val/loss", 5  # the plateau schedule (lightning_modules/optim.py)
 
     def __init__(self, net: nn.Module, n_classes: int = 8, loss: Literal["cross_entropy", "label_smoothing"] = "cross_entropy",
                  lr: float = 1e-3, weight_decay: float = 1e-4,
@@ -66,13 +59,6 @@ class PhaseClassifier(StagedMetrics, pl.LightningModule):
         self.val_best = MaxMetric()
         self.test_confusion = MulticlassConfusionMatrix(n_classes)
         self.last_test_confusion: torch.Tensor | None = None
-
-    def setup(self, stage: str):
-        dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
-        n = getattr(dm, "n_classes", None)
-        if n is not None and n != self.hparams.n_classes:
-            raise ValueError(f"the data have {n} classes, the model was built for {self.hparams.n_classes} "
-                             f"(set model.init_args.n_classes and the net's n_classes)")
 
     def forward(self, *inputs):
         return self.net(*inputs)
@@ -101,9 +87,4 @@ class PhaseClassifier(StagedMetrics, pl.LightningModule):
         return self(*inputs).softmax(-1)
 
     def configure_optimizers(self):
-        optimizer = adam(self)
-        schedule = SCHEDULES[self.hparams.lr_schedule]
-        scheduler = schedule(optimizer, self) if schedule is not None else None
-        if scheduler is None:
-            return optimizer
-        return {"optimizer": optimizer, "lr_scheduler": scheduler}
+        return configure(self)

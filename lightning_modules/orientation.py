@@ -25,8 +25,8 @@ import torch
 from torch import nn
 from torchmetrics import CatMetric, MeanMetric, MinMetric
 
-from lightning_modules.regression import _cosine, _onecycle
-from lightning_modules.stages import adam, check_resumed_schedule
+from lightning_modules.optim import configure
+from lightning_modules.stages import check_resumed_schedule
 from materials.orientations import REPRESENTATIONS, disorientation, mseae, quaternion_to_euler
 
 
@@ -45,14 +45,6 @@ def _mde(out, target, q_pred, q_true):
 LOSSES = {"mae": (_mae,), "mse": (_mse,), "mde": (_mde,), "mae+mde": (_mae, _mde), "mse+mde": (_mse, _mde)}
 
 
-def _plateau(optimizer, module):
-    return {"scheduler": torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5, patience=3),
-            "monitor": "val/mde"}
-
-
-SCHEDULES = {"constant": None, "plateau": _plateau, "onecycle": _onecycle, "cosine": _cosine}
-
-
 class OrientationRegressor(pl.LightningModule):
     """Train an injected net to predict crystal orientations.
 
@@ -61,6 +53,8 @@ class OrientationRegressor(pl.LightningModule):
         loss: ``mae``, ``mse``, ``mde``, ``mae+mde`` (default, the paper's best) or ``mse+mde``.
         lr: Adam learning rate. lr_schedule: ``constant``, ``plateau`` (on ``val/mde``), ``onecycle``, ``cosine``.
     """
+
+    plateau_monitor, plateau_patience = "val/mde", 3  # the plateau schedule (lightning_modules/optim.py)
 
     def __init__(self, net: nn.Module, loss: Literal["mae", "mse", "mde", "mae+mde", "mse+mde"] = "mae+mde",
                  lr: float = 1e-3, weight_decay: float = 0.0,
@@ -145,7 +139,4 @@ class OrientationRegressor(pl.LightningModule):
         return self.predict_quaternions(batch[0] if isinstance(batch, (tuple, list)) else batch)
 
     def configure_optimizers(self):
-        optimizer = adam(self)
-        schedule = SCHEDULES[self.hparams.lr_schedule]
-        config = schedule(optimizer, self) if schedule is not None else None  # None: too short to schedule
-        return optimizer if config is None else {"optimizer": optimizer, "lr_scheduler": config}
+        return configure(self)

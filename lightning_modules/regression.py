@@ -16,33 +16,11 @@ from torch import nn
 from torchmetrics import CatMetric, MeanAbsoluteError, MeanSquaredError, MetricCollection, MinMetric, R2Score
 
 from lightning_modules.pretrained import load_net_weights
-from lightning_modules.stages import StagedMetrics, adam
+from lightning_modules.optim import configure
+from lightning_modules.stages import StagedMetrics
 from lightning_modules.uncertainty import PREDICTIVE, dropout_layers, ensemble_members, gaussian_scores
 
 LOSSES: dict[str, type[nn.Module]] = {"mae": nn.L1Loss, "mse": nn.MSELoss, "huber": nn.HuberLoss}
-
-
-def _plateau(optimizer, module):
-    return {"scheduler": torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5, patience=5),
-            "monitor": "val/mae"}
-
-
-def _onecycle(optimizer, module):
-    steps = module.trainer.estimated_stepping_batches
-    if steps < 4:  # too short to warm up and anneal: constant rate
-        return None
-    # at least two warm-up steps: OneCycleLR divides by (pct_start * steps - 1)
-    pct_start = min(0.5, max(0.1, 2.0 / steps))
-    return {"scheduler": torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=module.hparams.lr, total_steps=steps, pct_start=pct_start), "interval": "step"}
-
-
-def _cosine(optimizer, module):
-    steps = module.trainer.estimated_stepping_batches
-    return {"scheduler": torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps), "interval": "step"}
-
-
-SCHEDULES = {"constant": None, "plateau": _plateau, "onecycle": _onecycle, "cosine": _cosine}
 
 
 class PropertyRegressor(StagedMetrics, pl.LightningModule):
@@ -62,6 +40,7 @@ class PropertyRegressor(StagedMetrics, pl.LightningModule):
     """
 
     best_metric = "val/mae"
+    plateau_monitor, plateau_patience = "val/mae", 5  # the plateau schedule (lightning_modules/optim.py)
 
     def __init__(self, net: nn.Module, loss: Literal["mae", "mse", "huber"] = "mae", lr: float = 1e-4,
                  weight_decay: float = 0.0,
@@ -87,19 +66,15 @@ class PropertyRegressor(StagedMetrics, pl.LightningModule):
         self.test_pred, self.test_true, self.test_std = CatMetric(), CatMetric(), CatMetric()
         self.last_test_outputs: tuple[torch.Tensor, ...] | None = None  # (pred, true[, std])
         self.transferred_from: str | None = None
-        # where ``best:<dataset>`` looks when the trainer has no MLflow logger (fast_dev_run swaps it for a
-        # dummy): the CLI sets the configured store's URI, so the search never falls back to mlflow's default
+        # the store an MLflow ``init_from`` (``runs:/``, ``models:/``) is read from: the CLI sets the run's own
+        # (cli/train.build), and resolves ``best:<dataset>`` to one run's model before fitting
         self.tracking_uri: str | None = None
 
     def setup(self, stage: str) -> None:
         # before a resumed fit restores its checkpoint, which then overrides these weights
         if stage == "fit" and self.hparams.init_from:
-            from lightning.pytorch.loggers import MLFlowLogger
-
-            uri = next((lg._tracking_uri for lg in self.trainer.loggers if isinstance(lg, MLFlowLogger)),
-                       self.tracking_uri)
             nets = list(self.members) if self.members is not None else [self.net]
-            self.transferred_from = load_net_weights(nets, self.hparams.init_from, uri)
+            self.transferred_from = load_net_weights(nets, self.hparams.init_from, self.tracking_uri)
 
     def forward(self, x):
         """The point prediction (training, validation, screening): the net's, or the ensemble's mean."""
@@ -175,9 +150,4 @@ class PropertyRegressor(StagedMetrics, pl.LightningModule):
             return self(batch[0] if isinstance(batch, (tuple, list)) else batch).squeeze(1)
 
     def configure_optimizers(self):
-        optimizer = adam(self)
-        schedule = SCHEDULES[self.hparams.lr_schedule]
-        scheduler = schedule(optimizer, self) if schedule is not None else None
-        if scheduler is None:
-            return optimizer
-        return {"optimizer": optimizer, "lr_scheduler": scheduler}
+        return configure(self)

@@ -10,8 +10,6 @@ validation outside the sanity check, as lightning-hydra-template does.
 
 from __future__ import annotations
 
-import torch
-
 
 class StagedMetrics:
     best_metric: str
@@ -64,11 +62,3 @@ def check_resumed_schedule(module) -> None:
                          "with, or start a new run from its weights (--model.init_args.init_from=<checkpoint> "
                          "for the regression tasks)")
 
-
-def adam(module) -> torch.optim.Adam:
-    """Adam over the module's trainable parameters with its ``lr`` and ``weight_decay`` hyperparameters, fused
-    into one kernel on CPUs and GPUs: on 2 CPU cores IRNet-17's optimizer step takes 7 ms instead of 29 ms
-    (a fifth of a training step at batch 512 before)."""
-    params = [p for p in module.parameters() if p.requires_grad]
-    return torch.optim.Adam(params, lr=module.hparams.lr, weight_decay=module.hparams.weight_decay,
-                            fused=module.device.type in ("cpu", "cuda"))

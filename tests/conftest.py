@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-# As cli/train.py does before lightning is imported: lightning's MLFlowLogger reads MLFLOW_TRACKING_URI into its
-# signature default at import, so a test module that imports lightning first (test_padnet.py) would otherwise
-# leave later builds without a tracking URI on MLflow 3's refused file store (relative: each test's workdir).
-os.environ.setdefault("MLFLOW_TRACKING_URI", "sqlite:///mlruns/mlflow.db")
+# The commands' default store (cli/__init__.py), set before any test module imports lightning: its MLFlowLogger
+# reads MLFLOW_TRACKING_URI into its signature default at import, so a test module that imports lightning first
+# (test_padnet.py) would otherwise leave later builds on MLflow 3's refused file store (relative: each test's workdir).
+import cli  # noqa: E402,F401
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs"
@@ -39,9 +39,11 @@ for _task in ("cgcnn", "irnet_structure", "irnet_flla", "elemnet_flla"):
 
 
 def task_args(task: str, *extra: str, smoke: bool = True) -> list[str]:
-    args = ["--config", str(CONFIGS / "defaults.yaml"), "--config", str(CONFIGS / "tasks" / f"{task}.yaml")]
+    from cli.configs import task_configs
+
+    args = task_configs(task, overlays=("smoke",) if smoke else ())
     if smoke:
-        args += ["--config", str(CONFIGS / "smoke.yaml"), *SMOKE_DATA.get(task, [])]
+        args += SMOKE_DATA.get(task, [])
     # MLflow caches one store per URI string, so each test names its own database absolutely.
     args += [f"--trainer.logger.init_args.tracking_uri={os.environ['MLFLOW_TRACKING_URI']}"]
     return args + list(extra)

@@ -81,7 +81,8 @@ def test_irnet_table_trains_rf_plain_and_both_irnets_per_oqmd_property_and_refus
 def test_an_interrupted_cell_resumes_from_its_last_checkpoint_and_another_runs_are_moved_aside(workdir):
     import mlflow
 
-    from cli.reproduce import Cells, resume_from, task_configs
+    from cli.configs import task_configs
+    from cli.reproduce import Cells, resume_from
     from cli.train import main as train
 
     uri = os.environ["MLFLOW_TRACKING_URI"]

@@ -16,7 +16,8 @@ import torch
 from pymatgen.analysis.phase_diagram import PDEntry, PhaseDiagram
 from pymatgen.core import Composition
 
-from conftest import CONFIGS, mlflow_server, run_checkpoints, run_module
+from cli.configs import task_configs
+from conftest import mlflow_server, run_checkpoints, run_module
 from materials.enumeration import count_compositions
 
 ELEMENTS = "Li,Na,K,O,F,Cl,Ti,Fe,Y,Cu"
@@ -28,8 +29,7 @@ def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("screen")
     (root / "mlruns").mkdir()
     env = {"MLFLOW_TRACKING_URI": f"sqlite:///{root}/mlruns/mlflow.db"}
-    args = ["--config", str(CONFIGS / "defaults.yaml"), "--config", str(CONFIGS / "tasks" / "elemnet.yaml"),
-            "--config", str(CONFIGS / "smoke.yaml"), "--data.init_args.dataset=ssub",
+    args = [*task_configs("elemnet", overlays=("smoke",)), "--data.init_args.dataset=ssub",
             "--data.init_args.skip_bad_rows=true", "--data.init_args.split=random",
             "--data.init_args.train_fraction=1.0", "--data.init_args.batch_size=32",
             "--trainer.max_epochs=5", "--trainer.limit_train_batches=1.0"]

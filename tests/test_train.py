@@ -9,7 +9,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from cli.train import known_tasks, main
+from cli.configs import known_tasks
+from cli.train import main
 from conftest import CONFIGS, run_checkpoints, run_module, search_runs, task_args
 
 
