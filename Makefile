@@ -13,11 +13,12 @@ TASK_CONFIGS = $(shell $(PY) -m cli.configs $(TASK) $(if $(PROFILE),--profile $(
 # Runs log to $MLFLOW_TRACKING_URI when set (e.g. a `make server`), else to mlruns/mlflow.db (cli/__init__.py).
 export PYTHONUNBUFFERED = 1
 
-.PHONY: help setup postgresql data lock test train predict baseline bench ui server clean check-task search search-dashboard screen bench-screen bench-mve cv bench-crystal bench-ebsd bench-xrd reproduce analyze
+.PHONY: help setup postgresql data lock test test-fast train predict baseline bench ui server clean check-task search search-dashboard screen bench-screen bench-mve cv bench-crystal bench-ebsd bench-xrd reproduce analyze
 
 help:
 	@echo "make setup                        create .venv, install pinned dependencies, fetch + verify datasets"
-	@echo "make test                         run the whole test suite"
+	@echo "make test                         run the whole test suite (what CI runs)"
+	@echo "make test-fast                    unit tests and one short run per task family (minutes)"
 	@echo "make train TASK=<task> [PROFILE=paper] [DEVICES=n [NODES=m]] [ARGS='--trainer.max_epochs=3 ...']"
 	@echo "make predict TASK=<task> CKPT=<ckpt or runs:/id/model> INPUT=formulas.csv [OUTPUT=preds.csv]"
 	@echo "make baseline TASK=<task>         Random Forest on the same split and inputs, logged to MLflow"
@@ -71,6 +72,10 @@ lock:
 test:
 	$(PY) -m pytest -q tests
 
+# the edit-test loop: unit tests and one short run per task family (tests marked slow are left to make test)
+test-fast:
+	$(PY) -m pytest -q -m "not slow" tests
+
 check-task:
 	@if [ ! -f configs/tasks/$(TASK).yaml ]; then \
 	  echo "unknown TASK '$(TASK)'. Known tasks: $(TASKS)"; exit 2; fi
@@ -92,7 +97,7 @@ cv: check-task
 	$(PY) -m cli.cv --task $(TASK) --folds $(FOLDS) --learner $(LEARNER) -- $(TASK_CONFIGS) $(ARGS)
 
 bench:
-	$(PY) -m cli.bench $(ARGS)
+	$(PY) -m cli.bench.models $(ARGS)
 
 ui:
 	$(PY) -m cli.ui --port $(PORT)
@@ -134,19 +139,19 @@ screen:
 	  --threshold $(THRESHOLD) $(if $(OUTPUT),--output "$(OUTPUT)") $(ARGS)
 
 bench-screen:
-	$(PY) -m cli.bench_screen $(if $(CKPT),--ckpt "$(CKPT)") $(ARGS)
+	$(PY) -m cli.bench.screen $(if $(CKPT),--ckpt "$(CKPT)") $(ARGS)
 
 bench-mve:
-	$(PY) -m cli.bench_mve $(ARGS)
+	$(PY) -m cli.bench.mve $(ARGS)
 
 bench-crystal:
-	$(PY) -m cli.bench_crystal $(ARGS)
+	$(PY) -m cli.bench.crystal $(ARGS)
 
 bench-ebsd:
-	$(PY) -m cli.bench_ebsd $(if $(CKPT),--ckpt "$(CKPT)") $(ARGS)
+	$(PY) -m cli.bench.ebsd $(if $(CKPT),--ckpt "$(CKPT)") $(ARGS)
 
 bench-xrd:
-	$(PY) -m cli.bench_xrd $(ARGS)
+	$(PY) -m cli.bench.xrd $(ARGS)
 
 # make analyze TASK=elemnet CKPT=a.ckpt[,transfer=b.ckpt]: PCA of hidden activations, metal AUC per layer
 analyze:

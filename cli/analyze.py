@@ -201,7 +201,7 @@ def parse_models(spec: str) -> dict[str, str]:
 def main(argv: list[str] | None = None) -> dict[str, list[float]]:
     import mlflow
 
-    from callbacks.composition_model import load_composition_model
+    from lightning_modules.composition_model import load_composition_model
     from materials.elements import ELEMNET_ELEMENTS
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])

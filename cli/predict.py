@@ -25,13 +25,14 @@ import io
 import os
 import re
 import sys
-import warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+from cli.quiet import silence  # known third-party messages (lightning's advice to the code that saved the model)
+
+silence()
 
 #: the quantity each registered dataset's target is; with the datamodule's ``target_unit`` it names the prediction
 TARGET_NAMES = {
@@ -196,7 +197,7 @@ def load_model(model: str):
     if not is_mlflow_uri(model):
         import torch
 
-        from callbacks.composition_model import load_composition_model
+        from lightning_modules.composition_model import load_composition_model
 
         try:
             module, datamodule = load_composition_model(model)
@@ -296,11 +297,9 @@ def predict(args: argparse.Namespace) -> pd.DataFrame:
     if not output.parent.is_dir():
         raise UsageError(f"OUTPUT {output}: the folder {output.parent} does not exist")
 
-    from callbacks.composition_model import predict_formulas
+    from lightning_modules.composition_model import predict_formulas
 
-    with warnings.catch_warnings():  # lightning's advice to the code that saved the model, not to the user
-        warnings.filterwarnings("ignore", message="Attribute 'net' is an instance of `nn.Module`")
-        module, datamodule, run_id = load_model(args.model)
+    module, datamodule, run_id = load_model(args.model)
     out = predict_formulas(module, datamodule, table[column][ok].tolist(), source=str(source))
     name = prediction_column(datamodule)
     for col, new in ((name, "prediction"), ("std", "std")):

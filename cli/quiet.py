@@ -16,6 +16,8 @@ WARNINGS = (
     (r"Precision bf16-mixed is not supported by the model summary", "lightning: only the summary's MB estimate"),
     (r"Attribute 'net' is an instance of `nn.Module` and is already saved",
      "lightning: the net is an init argument, so LightningCLI can build it from the config"),
+    (r"LightningCLI's args parameter is intended to run from within Python",
+     "lightning: reproduce, cv and search build each run's CLI from Python while their own options are in sys.argv"),
 )
 #: {logger name: message prefixes dropped}
 LOG_MESSAGES = {

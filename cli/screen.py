@@ -28,7 +28,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import torch
 
-from cli.screening import CANDIDATES
+from materials.screening import CANDIDATES
 from datamodules.sources.registry import sha256_of
 from materials.elements import ELEMNET_ELEMENTS, N_ELEMENTS
 from materials.enumeration import (
@@ -152,7 +152,7 @@ class PartialScreen:
 
 
 def load_model(ckpt: Path):
-    from callbacks.composition_model import load_composition_model
+    from lightning_modules.composition_model import load_composition_model
 
     if not ckpt.exists():
         raise ScreenError(f"checkpoint {ckpt} does not exist; train one with `make train TASK=elemnet`")
@@ -195,7 +195,7 @@ def run_screen(args, ckpt: Path, module, datamodule, ids: np.ndarray, counts: di
     import mlflow
     from tqdm import tqdm
 
-    from cli.screening import Scorer, chunk_fractions, screen_chunk
+    from materials.screening import Scorer, chunk_fractions, screen_chunk
     from materials.enumeration import chunk_combinations
     from materials.hull import BinaryHullTable, HullIndex
 
@@ -285,7 +285,7 @@ def holdout(args, datamodule, scorer, ids, symbols, output: Path) -> dict | None
     import mlflow
 
     from cli.screen_report import binary_hull_plot, holdout_recovery, recovery_markdown
-    from cli.screening import chunk_fractions
+    from materials.screening import chunk_fractions
     from materials.enumeration import chunk_combinations
     from materials.hull import HullIndex
 

@@ -132,9 +132,6 @@ def wait_for_health(url: str, process: subprocess.Popen, seconds: float = 90) ->
 @contextlib.contextmanager
 def mlflow_server(backend: str, cwd: Path, artifacts: str | None = None, port: int | None = None):
     """A real ``mlflow server`` on a loopback port (a free one unless given); yields its URL, stops it after."""
-    import time
-    import urllib.request
-
     from cli.ui import server_command, server_environment
 
     port = port or free_port()

@@ -24,6 +24,7 @@ def test_metal_labels_are_one_per_composition_and_both_classes():
     assert len(formulas) == len(set(formulas)) == 500 and set(labels) == {0, 1}
 
 
+@pytest.mark.slow
 def test_analyze_two_checkpoints_logs_pca_plots_and_an_auc_curve_each(workdir):
     ckpts = []
     for seed in (0, 1):

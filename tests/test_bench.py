@@ -2,7 +2,12 @@
 
 import os
 
-from cli.bench import main as bench
+import pytest
+
+from cli.bench.models import main as bench
+
+# runs the real commands end to end: `make test` (CI), not `make test-fast`
+pytestmark = pytest.mark.slow
 
 
 def test_bench_reports_throughput_beside_the_matmul_limit(workdir):

@@ -1,4 +1,4 @@
-from cli.bench_crystal import main
+from cli.bench.crystal import main
 
 
 def test_bench_crystal_reports_every_rate(workdir):

@@ -1,6 +1,6 @@
 """make bench-mve runs on a small grid and reports its rates (the numbers are read by people)."""
 
-from cli.bench_mve import main as bench_mve
+from cli.bench.mve import main as bench_mve
 
 
 def test_bench_mve_reports_elements_per_second_and_iterations(workdir):
@@ -12,7 +12,7 @@ def test_bench_mve_reports_elements_per_second_and_iterations(workdir):
 
 def test_bench_mve_measures_the_labels_against_a_finer_grid(workdir):
     """Refining by 1 would compare a field with itself; by 2 the labels differ by a visible, bounded amount."""
-    from cli.bench_mve import discretization_error
+    from cli.bench.mve import discretization_error
 
     assert discretization_error(7, 10.0, 2, 1, 1e-8)["label_strain_mae_pct"] < 1e-4
     results = bench_mve(["--size", "9", "--contrast", "10", "--n", "2", "--batch", "2", "--refine", "2"])

@@ -8,6 +8,9 @@ import pytest
 
 from conftest import search_runs
 
+# runs the real commands end to end: `make test` (CI), not `make test-fast`
+pytestmark = pytest.mark.slow
+
 
 def test_crabnet_table_trains_each_net_per_seed_says_when_the_split_is_not_crabnets_and_resumes(workdir):
     from cli.reproduce import main as reproduce
@@ -82,7 +85,7 @@ def test_an_interrupted_cell_resumes_from_its_last_checkpoint_and_another_runs_a
     import mlflow
 
     from cli.configs import task_configs
-    from cli.reproduce import Cells, resume_from
+    from cli.reproduce.cells import Cells, resume_from
     from cli.train import main as train
 
     uri = os.environ["MLFLOW_TRACKING_URI"]

@@ -9,6 +9,9 @@ import pytest
 from cli.cv import main
 from conftest import task_args
 
+# runs the real commands end to end: `make test` (CI), not `make test-fast`
+pytestmark = pytest.mark.slow
+
 
 def _runs(workdir):
     mlflow.set_tracking_uri(f"sqlite:///{workdir}/mlruns/mlflow.db")

@@ -192,6 +192,7 @@ def test_1d_baseline_runs_on_a_tiny_generated_library():
         assert all(0 <= s["acc"] <= 1 and s["params"]["estimator__max_depth"] in (2, 3) for s in scores.values())
 
 
+@pytest.mark.slow
 def test_cross_validation_of_a_classifier_nests_folds_with_accuracy_and_a_summed_confusion(workdir):
     import mlflow
 
@@ -214,6 +215,7 @@ def test_cross_validation_of_a_classifier_nests_folds_with_accuracy_and_a_summed
     assert matrix.shape == (8, 8) and matrix.sum() == 24  # every sample tested once
 
 
+@pytest.mark.slow
 def test_reproduce_writes_the_figure_7_7_grid(workdir):
     from cli.reproduce import main
     from conftest import search_runs, task_args
@@ -232,8 +234,9 @@ def test_reproduce_writes_the_figure_7_7_grid(workdir):
     assert not any(c.startswith("metrics.test/baseline/") for c in cells.columns)  # the 1D baselines: make cv only
 
 
+@pytest.mark.slow
 def test_bench_xrd_reports_rates(workdir):
-    from cli.bench_xrd import main
+    from cli.bench.xrd import main
 
     results = main(["--size", "128", "--n", "2", "--background-filter", "13", "--filter-size", "4",
                     "--channels", "8", "16", "--batch", "1", "--simulate", "1"])

@@ -3,9 +3,14 @@
 import mlflow
 import optuna
 
+import pytest
+
 from cli.search import main_cli
 from cli.train import main as train
 from conftest import mlflow_server, task_args
+
+# runs the real commands end to end: `make test` (CI), not `make test-fast`
+pytestmark = pytest.mark.slow
 
 
 def test_training_logs_to_a_tracking_server_on_postgresql(postgres, workdir, monkeypatch):

@@ -23,6 +23,7 @@ def test_a_cpu_gets_bf16_only_with_bfloat16_matrix_instructions(flags, expected)
     assert hardware_precision("cpu", flags) == expected
 
 
+@pytest.mark.slow
 def test_the_chosen_precision_is_logged_and_a_configured_one_wins(workdir):
     from cli.train import main
 
@@ -32,6 +33,7 @@ def test_the_chosen_precision_is_logged_and_a_configured_one_wins(workdir):
     assert list(runs["params.precision"]) == [hardware_precision("auto"), "32-true"]
 
 
+@pytest.mark.slow
 def test_validation_and_test_score_in_float32_under_bf16_training(workdir):
     """A bfloat16 output has 8 significant bits: evaluation runs outside autocast, so the test predictions
     are those of the float32 net exactly."""

@@ -14,6 +14,9 @@ from cli.train import main as train
 from conftest import REPO, run_module, task_args
 from materials.composition import formula_from_fractions
 
+# runs the real commands end to end: `make test` (CI), not `make test-fast`
+pytestmark = pytest.mark.slow
+
 SSUB = ["--data.init_args.dataset=ssub", "--data.init_args.skip_bad_rows=true", "--data.init_args.split=random", "--data.init_args.train_fraction=1.0",
         "--trainer.max_epochs=2"]
 COLUMN = "formation_enthalpy_eV_per_atom"  # SSUB's target: experimental formation enthalpy

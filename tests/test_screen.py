@@ -20,6 +20,9 @@ from cli.configs import task_configs
 from conftest import mlflow_server, run_checkpoints, run_module
 from materials.enumeration import count_compositions
 
+# runs the real commands end to end: `make test` (CI), not `make test-fast`
+pytestmark = pytest.mark.slow
+
 ELEMENTS = "Li,Na,K,O,F,Cl,Ti,Fe,Y,Cu"
 
 
@@ -63,7 +66,7 @@ def test_candidates_are_exactly_those_below_the_pymatgen_hull(trained):
 
     # The same question answered the slow, independent way: formulas by brute force, the public
     # predict path, pymatgen's PhaseDiagram over the model's training compositions.
-    from callbacks.composition_model import load_composition_model, predict_formulas
+    from lightning_modules.composition_model import load_composition_model, predict_formulas
     from materials.elements import ELEMNET_ELEMENTS
 
     module, dm = load_composition_model(ckpt)

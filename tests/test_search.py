@@ -10,6 +10,9 @@ from cli.search import Search, main_cli, storage_for
 from cli.train import main as train
 from conftest import search_runs, task_args
 
+# runs the real commands end to end: `make test` (CI), not `make test-fast`
+pytestmark = pytest.mark.slow
+
 
 def _args(workdir, *extra):
     import os
@@ -223,7 +226,7 @@ def test_make_search_reference_puts_the_task_net_in_the_study_once(workdir):
     assert drawn[f"{search_spaces.NET}.stacks"] == [[1024, 4, 0.2], [512, 3, 0.1], [256, 3, 0.3], [128, 3, 0.2],
                                                     [64, 2, 0.0], [32, 1, 0.0]]  # Table 3.1
     assert drawn[search_spaces.LR] == 0.001 and references[0].state.name in ("COMPLETE", "PRUNED")
-    from cli.search_pays import reference_line
+    from cli.reproduce.search_pays import reference_line
 
     line = reference_line(study)
     assert (line[0].startswith("The task's own net ran in the study as trial 0") if references[0].state.name == "COMPLETE"

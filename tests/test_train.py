@@ -14,7 +14,12 @@ from cli.train import main
 from conftest import CONFIGS, run_checkpoints, run_module, search_runs, task_args
 
 
-@pytest.mark.parametrize("task", known_tasks())
+#: one task of each family also runs in `make test-fast` (composition, crystal structures, microstructures,
+#: EBSD, XRD); the others only in `make test`
+FAMILIES = {"elemnet", "cgcnn", "homogenization", "omnet", "padnet"}
+
+
+@pytest.mark.parametrize("task", [pytest.param(t, marks=() if t in FAMILIES else pytest.mark.slow) for t in known_tasks()])
 def test_every_task_config_runs_fast_dev_run(task, workdir, monkeypatch):
     if task.endswith("_transfer"):  # no source in a new store: the error says how to make one, then we do
         import mlflow.tracking._tracking_service.utils as tracking
@@ -33,6 +38,7 @@ def test_every_task_config_runs_fast_dev_run(task, workdir, monkeypatch):
     assert {"test/mae", "test/acc"} & set(cli.trainer.callback_metrics)  # regression or classification
 
 
+@pytest.mark.slow
 def test_paper_profiles_parse(workdir):
     """Composition profiles carry the published hyperparameters, microstructure ones the published dataset sizes."""
     from cli.train import build
@@ -69,6 +75,7 @@ def test_paper_profiles_parse(workdir):
         assert cli.datamodule.hparams.batch_size in (32, 64)
 
 
+@pytest.mark.slow
 def test_mlflow_run_has_metrics_artifacts_and_a_model_that_predicts(workdir):
     import mlflow
 
@@ -102,6 +109,7 @@ def test_mlflow_run_has_metrics_artifacts_and_a_model_that_predicts(workdir):
     assert sizes["model/python_model.pkl"] < 100_000, sizes
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("task, profile, name", [("elemnet", [], "elemnet-seed0-"),
                                                  ("irnet", ["--config", str(CONFIGS / "profiles" / "cpu" / "irnet.yaml")], "irnet-cpu-seed0-")])
 def test_killed_run_is_marked_and_resumes_from_last_checkpoint(task, profile, name, workdir):
@@ -146,6 +154,7 @@ def test_killed_run_is_marked_and_resumes_from_last_checkpoint(task, profile, na
     assert all(a.value < b.value for a, b in zip(minutes, minutes[1:]))
 
 
+@pytest.mark.slow
 def test_two_runs_of_a_task_keep_both_models_and_compare_in_mlflow(workdir, capsys):
     """Each run has its own folder and name: a second run leaves the first one's checkpoints byte for byte;
     tags and the training budget tell the runs apart; the end-of-run summary names a checkpoint that exists;
@@ -197,6 +206,7 @@ def test_two_runs_of_a_task_keep_both_models_and_compare_in_mlflow(workdir, caps
     assert len(runs) == 2 and len(run_checkpoints(workdir, "elemnet")) == 2
 
 
+@pytest.mark.slow
 def test_resuming_a_run_that_does_not_exist_is_a_one_line_error(workdir):
     result = run_module("cli.train", task_args("elemnet", "--ckpt_path", "elemnet-seed0-nosuch"), cwd=workdir)
     assert result.returncode == 2, result.stderr[-2000:]
@@ -204,6 +214,7 @@ def test_resuming_a_run_that_does_not_exist_is_a_one_line_error(workdir):
     assert "Traceback" not in result.stderr and not (workdir / "outputs" / "elemnet").exists()
 
 
+@pytest.mark.slow
 def test_resuming_beyond_the_one_cycle_schedule_stops_before_training_and_names_the_checkpoint(workdir):
     main(task_args("elemnet", "--trainer.limit_val_batches=1", "--test_after_fit=false"))  # 1 epoch of 4 steps
     (checkpoints,) = run_checkpoints(workdir, "elemnet")
@@ -214,6 +225,7 @@ def test_resuming_beyond_the_one_cycle_schedule_stops_before_training_and_names_
     assert len(runs) == 1 and runs.iloc[0].status == "FAILED"  # the resumed run, marked; its epoch 0 is kept
 
 
+@pytest.mark.slow
 def test_crash_marks_the_run_failed(workdir):
     with pytest.raises(RuntimeError, match="injected crash"):
         main(task_args("elemnet", "--trainer.callbacks+=crash_callback.CrashAfterFirstEpoch"))
@@ -221,6 +233,7 @@ def test_crash_marks_the_run_failed(workdir):
     assert len(runs) == 1 and runs.iloc[0].status == "FAILED"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("task,experiment,extra", [
     ("elemnet", "oqmd_formation_enthalpy", []),
     ("roost", "oqmd_formation_enthalpy", []),  # set-based composition model (padded element sets)
@@ -259,6 +272,7 @@ def test_unknown_task_lists_the_known_ones():
     assert "unknown TASK 'nosuch'" in result.stdout and "elemnet" in result.stdout and "irnet" in result.stdout
 
 
+@pytest.mark.slow
 def test_a_run_logs_its_phase_times_and_its_validation_curve_against_minutes(workdir):
     import mlflow
 
@@ -275,6 +289,7 @@ def test_a_run_logs_its_phase_times_and_its_validation_curve_against_minutes(wor
     assert "plots/val_curve_minutes.png" in {a.path for a in client.list_artifacts(run.run_id, "plots")}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("profile", sorted(p for p in (CONFIGS / "profiles" / "cpu").glob("*.yaml")
                                            if not p.stem.endswith("_transfer")),  # sources: tests/test_transfer.py
                          ids=lambda p: p.stem)

@@ -10,9 +10,12 @@ import pytest
 import torch
 
 from cli.train import main
-from cli.transfer_table import ARMS
+from cli.reproduce.transfer import ARMS
 from conftest import search_runs, task_args
 from lightning_modules.pretrained import PretrainedError
+
+# runs the real commands end to end: `make test` (CI), not `make test-fast`
+pytestmark = pytest.mark.slow
 
 SSUB = ["--data.init_args.train_fraction=1"]
 
@@ -119,7 +122,7 @@ def test_experimental_table_scores_dft_models_on_all_of_ssub_and_ssub_models_on_
     import mlflow.pyfunc
     import numpy as np
 
-    from cli.experimental_table import experimental_compositions
+    from cli.reproduce.experimental import experimental_compositions
     from cli.reproduce import main as reproduce
     from materials.elements import ELEMNET_ELEMENTS
 

@@ -3,8 +3,13 @@
 import json
 import urllib.request
 
+import pytest
+
 from cli.baseline import main as baseline
 from conftest import mlflow_server, run_checkpoints, run_module, search_runs, task_args
+
+# runs the real commands end to end: `make test` (CI), not `make test-fast`
+pytestmark = pytest.mark.slow
 
 SSUB = ["--data.init_args.dataset=ssub", "--data.init_args.split=random", "--data.init_args.skip_bad_rows=true"]
 

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from cli.reproduce import mean_std
+from cli.configs import task_configs
+from cli.reproduce.cells import mean_std
 
 # Table 3.2 (10-fold CV, 256,622 compounds; prediction of 25,662 compounds, one CPU core / one GPU)
 PUBLISHED = {"rf_magpie": ("0.071 ± 0.0006", "1.5 h", "?.80 s (digit illegible in the source text)"),
@@ -32,7 +33,7 @@ def key_parts(opts: argparse.Namespace, extra: list[str]) -> list[str]:
     return [*map(str, opts.seeds), *extra]
 
 
-def probe(opts: argparse.Namespace, extra: list[str], task_configs) -> list[str]:
+def probe(opts: argparse.Namespace, extra: list[str]) -> list[str]:
     for _, _, task in ROWS.values():
         task_configs(task, opts.profile)
     return task_configs("elemnet", opts.profile) + split_rf(extra)[0]
@@ -70,7 +71,7 @@ def predict_seconds(cli) -> dict[str, float]:
     return out
 
 
-def elemnet_table(opts: argparse.Namespace, extra: list[str], cells, task_configs) -> str:
+def elemnet_table(opts: argparse.Namespace, extra: list[str], cells) -> str:
     root = Path("outputs") / "reproduce" / "elemnet"
     extra, rf = split_rf(extra)
     lines = []

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from cli.reproduce import mean_std
+from cli.configs import task_configs
+from cli.reproduce.cells import mean_std
 import optuna
 import yaml
 
@@ -69,7 +70,7 @@ def reference_line(study: optuna.Study) -> list[str]:
             f"{t.value:.4f}, rank {ranks[0]} of {len(done)} completed trials at the same per-trial budget."]
 
 
-def search_pays(opts: argparse.Namespace, extra: list[str], cells, task_configs) -> str:
+def search_pays(opts: argparse.Namespace, extra: list[str], cells) -> str:
     from cli.search import n_parameters
 
     study = load_study(opts)

@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from cli.configs import task_configs
+
 # Table 5.2 (10-fold CV): scratch, OQMD-SC applied, transfer on SSUB experimental (1,963 observations)
 # and Materials Project on-hull (23,641; here mp_on_hull, datamodules/sources/derived.py)
 PUBLISHED = {("elemnet_transfer", "ssub"): ("0.1299", "0.1354", "0.0642"),
@@ -38,7 +40,7 @@ def key_parts(opts: argparse.Namespace, extra: list[str]) -> list[str]:
     return [*opts.tasks, str(opts.folds), *extra]
 
 
-def probe(opts: argparse.Namespace, extra: list[str], task_configs) -> list[str]:
+def probe(opts: argparse.Namespace, extra: list[str]) -> list[str]:
     from cli.cv import fold_args
 
     if opts.folds < 2:
@@ -48,7 +50,7 @@ def probe(opts: argparse.Namespace, extra: list[str], task_configs) -> list[str]
     return fold_args(task_configs(opts.tasks[0], opts.profile) + extra, opts.folds, 0)
 
 
-def transfer_table(opts: argparse.Namespace, extra: list[str], cells, task_configs) -> str:
+def transfer_table(opts: argparse.Namespace, extra: list[str], cells) -> str:
     from cli.cv import fold_args
 
     root = Path("outputs") / "reproduce" / "transfer"
@@ -81,7 +83,7 @@ def _source(cells, name: str) -> str:
 FIG_5_3 = {"scratch": (0.474, 0.124), "transfer": (0.108, 0.064)}
 
 
-def sweep_table(opts: argparse.Namespace, extra: list[str], cells, task_configs) -> str:
+def sweep_table(opts: argparse.Namespace, extra: list[str], cells) -> str:
     """Fig. 5.3: scratch and transfer at each training-set fraction (``--fractions``) over the same folds."""
     from cli.cv import fold_args
 

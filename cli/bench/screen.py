@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--batch_size", type=int, default=0, help="scoring batch (default: the screen's)")
     args = ap.parse_args(argv)
 
-    from cli.screening import Scorer, chunk_fractions, hull_energies, screen_chunk
+    from materials.screening import Scorer, chunk_fractions, hull_energies, screen_chunk
     from materials.enumeration import ratio_patterns
     from datamodules.composition import CompositionDataModule
     from lightning_modules.nets import ElemNet
@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> dict:
     from materials.hull import BinaryHullTable, HullIndex
 
     if args.ckpt:
-        from callbacks.composition_model import load_composition_model
+        from lightning_modules.composition_model import load_composition_model
 
         module, datamodule = load_composition_model(args.ckpt)
     else:

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from cli.reproduce import mean_std
+from cli.configs import task_configs
+from cli.reproduce.cells import mean_std
 
 PRECISIONS = ("32-true", "bf16-mixed")
 
@@ -30,7 +31,7 @@ def curve(client, run_id: str, metric: str = "val/mae") -> list[tuple[float, flo
     return [(minutes[m.step], m.value) for m in client.get_metric_history(run_id, metric) if m.step in minutes]
 
 
-def precision_table(opts: argparse.Namespace, extra: list[str], cells, task_configs) -> str:
+def precision_table(opts: argparse.Namespace, extra: list[str], cells) -> str:
     from callbacks.timeline import curve_plot
 
     root = Path("outputs") / "reproduce" / "precision"

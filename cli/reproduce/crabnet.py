@@ -15,7 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from cli.reproduce import mean_std
+from cli.configs import task_configs
+from cli.reproduce.cells import mean_std
 
 # Test MAE (eV/atom) on this split, CrabNet paper Table 2; IRNet was not in that table: its dissertation
 # number (Table 4.4, IRNet-17 on Magpie attributes, 9:1 split of OQMD) is quoted with its provenance.
@@ -31,13 +32,13 @@ def key_parts(opts: argparse.Namespace, extra: list[str]) -> list[str]:
     return [*opts.tasks, *map(str, opts.seeds), *extra]
 
 
-def probe(opts: argparse.Namespace, extra: list[str], task_configs) -> list[str]:
+def probe(opts: argparse.Namespace, extra: list[str]) -> list[str]:
     for task in opts.tasks:  # an unknown task or profile fails before anything trains
         task_configs(task, opts.profile)
     return task_configs(opts.tasks[0], opts.profile) + extra
 
 
-def crabnet_table(opts: argparse.Namespace, extra: list[str], cells, task_configs) -> str:
+def crabnet_table(opts: argparse.Namespace, extra: list[str], cells) -> str:
     root = Path("outputs") / "reproduce" / "crabnet"
     rows = []
     for task in opts.tasks:

@@ -15,8 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from cli.elemnet_table import split_rf
-from cli.reproduce import mean_std
+from cli.configs import task_configs
+from cli.reproduce.cells import mean_std
+from cli.reproduce.elemnet import split_rf
 
 DATASETS = ["oqmd_formation_enthalpy", "oqmd_band_gap", "oqmd_energy_per_atom", "oqmd_volume_per_atom"]
 MODELS = {  # column -> net options (None: the Random Forest)
@@ -36,7 +37,7 @@ def key_parts(opts: argparse.Namespace, extra: list[str]) -> list[str]:
     return [*(opts.datasets or DATASETS), *map(str, opts.seeds), *extra]
 
 
-def probe(opts: argparse.Namespace, extra: list[str], task_configs) -> list[str]:
+def probe(opts: argparse.Namespace, extra: list[str]) -> list[str]:
     unknown = sorted(set(opts.datasets or DATASETS) - set(DATASETS))
     if unknown:
         raise SystemExit(f"--datasets: {unknown} are not OQMD properties of Table 4.4; use some of {DATASETS}")
@@ -44,7 +45,7 @@ def probe(opts: argparse.Namespace, extra: list[str], task_configs) -> list[str]
     return task_configs("irnet", opts.profile) + split_rf(extra)[0] + [f"--data.init_args.dataset={first}"]
 
 
-def irnet_table(opts: argparse.Namespace, extra: list[str], cells, task_configs) -> str:
+def irnet_table(opts: argparse.Namespace, extra: list[str], cells) -> str:
     root = Path("outputs") / "reproduce" / "irnet"
     extra, rf = split_rf(extra)
     lines = []

@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from cli.reproduce import mean_std
+from cli.configs import task_configs
+from cli.reproduce.cells import mean_std
 
 # Table 5.4: training dataset -> (scratch, transfer) MAE on the experimental data, eV/atom
 PUBLISHED = {"oqmd_formation_enthalpy": ("0.1354 ± 0.0000", "—"), "jarvis": ("0.1911 ± 0.0042", "0.1487 ± 0.0027"),
@@ -32,13 +33,13 @@ def key_parts(opts: argparse.Namespace, extra: list[str]) -> list[str]:
     return [*opts.tasks, *extra]
 
 
-def probe(opts: argparse.Namespace, extra: list[str], task_configs) -> list[str]:
+def probe(opts: argparse.Namespace, extra: list[str]) -> list[str]:
     return task_configs(opts.tasks[0], opts.profile) + extra + [f"--data.init_args.dataset={EXPERIMENTAL}",
                                                                 "--data.init_args.split=random",
                                                                 "--data.init_args.skip_bad_rows=true"]
 
 
-def net_class(task: str, task_configs) -> str:
+def net_class(task: str) -> str:
     config = yaml.safe_load(Path(task_configs(task)[-1].split("=", 1)[1]).read_text())
     return config["model"]["init_args"]["net"]["class_path"].rsplit(".", 1)[1]
 
@@ -58,7 +59,7 @@ def score_on(run_id: str, tracking_uri: str, fractions: np.ndarray, targets: np.
     """MAE of the run's logged model on the given compositions."""
     import torch
 
-    from callbacks.composition_model import load_composition_model
+    from lightning_modules.composition_model import load_composition_model
     from datamodules.composition import featurize
     from lightning_modules.pretrained import resolve_checkpoint
 
@@ -77,10 +78,10 @@ def prediction(params: dict[str, str]) -> str:
             "ensemble": f"mean of {params.get('ensemble_size', '5')} ensemble members"}.get(kind, kind)
 
 
-def experimental_table(opts: argparse.Namespace, extra: list[str], cells, task_configs) -> str:
+def experimental_table(opts: argparse.Namespace, extra: list[str], cells) -> str:
     client, uri = cells.client, cells.client.tracking_uri
     fractions, targets = experimental_compositions()
-    net = net_class(opts.tasks[0], task_configs)
+    net = net_class(opts.tasks[0])
     experiments = [e.experiment_id for e in client.search_experiments()]
     runs = client.search_runs(experiments, f"tags.net = '{net}' and attributes.status = 'FINISHED'", max_results=5000)
     groups: dict[tuple[str, str], list[float]] = {}
