@@ -25,3 +25,12 @@ class CrashInSecondEpoch(pl.Callback):
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
         if trainer.current_epoch == 1:
             raise RuntimeError("injected crash in epoch 1")
+
+
+class InterruptAfterFirstEpoch(pl.Callback):
+    """Ctrl-C after epoch 0's checkpoints: the KeyboardInterrupt Python raises on SIGINT, at a known step (the
+    start of epoch 1; checkpoints are written at the end of an epoch, after every other callback's hook)."""
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        if trainer.current_epoch == 1:
+            raise KeyboardInterrupt

@@ -226,6 +226,25 @@ def test_resuming_beyond_the_one_cycle_schedule_stops_before_training_and_names_
 
 
 @pytest.mark.slow
+def test_ctrl_c_marks_the_run_killed_exits_130_and_says_how_to_resume(workdir, capsys):
+    """Ctrl-C (the KeyboardInterrupt of SIGINT, raised after epoch 0's checkpoints) ends the command with exit
+    status 130 and the MLflow run KILLED (not FAILED); the printed resume command continues the same run."""
+    args = ["--trainer.max_epochs=3", "--trainer.limit_train_batches=2", "--trainer.limit_val_batches=1"]
+    with pytest.raises(SystemExit) as ended:
+        main(task_args("elemnet", *args, "--trainer.callbacks+=crash_callback.InterruptAfterFirstEpoch"))
+    assert ended.value.code == 130
+    runs = search_runs(workdir, "oqmd_formation_enthalpy")
+    assert len(runs) == 1 and runs.iloc[0].status == "KILLED"
+    err = capsys.readouterr().err
+    (checkpoints,) = run_checkpoints(workdir, "elemnet")
+    assert f"resume: make train TASK=elemnet ARGS='--ckpt_path {checkpoints.parent.name}'" in err
+    cli = main(task_args("elemnet", *args, "--ckpt_path", checkpoints.parent.name, "--test_after_fit=false"))
+    assert cli.trainer.current_epoch == 3
+    runs = search_runs(workdir, "oqmd_formation_enthalpy")
+    assert len(runs) == 1 and runs.iloc[0].status == "FINISHED"
+
+
+@pytest.mark.slow
 def test_crash_marks_the_run_failed(workdir):
     with pytest.raises(RuntimeError, match="injected crash"):
         main(task_args("elemnet", "--trainer.callbacks+=crash_callback.CrashAfterFirstEpoch"))
