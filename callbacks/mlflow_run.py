@@ -107,6 +107,7 @@ class MLflowRunInfo(pl.Callback):
         if run.info.status != "RUNNING":  # a resumed run
             client.update_run(run_id, status="RUNNING")
         client.set_experiment_tag(logger.experiment_id, "mlflow.experimentKind", "custom_model_development")
+        client.set_experiment_tag(logger.experiment_id, SHARED_VIEW_TAG, json.dumps(compare_view(trainer)))
         n_params = sum(p.numel() for p in pl_module.parameters())
         client.log_param(run_id, "n_parameters", n_params)
         precision = str(trainer.precision)  # cli/precision.py chooses it when the config does not
@@ -136,6 +137,29 @@ class MLflowRunInfo(pl.Callback):
                 client.set_tag(run_id, "dataset.sha256", hashlib.sha256(files.encode()).hexdigest()[:16])
             for split, size in report.get("sizes", {}).items():
                 client.log_param(run_id, f"data/n_{split}", size)
+
+
+#: the MLflow UI's shared view of an experiment's runs table (``?viewStateShareKey=compare``): the columns that
+#: tell runs apart, best run first
+SHARED_VIEW_KEY = "compare"
+SHARED_VIEW_TAG = f"mlflow.sharedViewState.{SHARED_VIEW_KEY}"
+
+
+def compare_view(trainer: pl.Trainer) -> dict:
+    """The runs table's columns: the test and best-validation values of the metric the run checkpoints on, its
+    training minutes, budget and precision, and the tags task, profile and seed; sorted by the test metric."""
+    monitor = getattr(trainer.checkpoint_callback, "monitor", None) or "val/loss"
+    test = "test/" + monitor.split("/", 1)[-1]
+    mode = getattr(trainer.checkpoint_callback, "mode", "min")
+    columns = ([f"metrics.`{m}`" for m in (test, f"{monitor}_best", "time/train_minutes")]
+               + [f"params.`{p}`" for p in ("trainer/max_epochs", "precision")]
+               + [f"tags.`{t}`" for t in ("task", "profile", "seed")])
+    return {"selectedColumns": columns, "orderByKey": f"metrics.`{test}`", "orderByAsc": mode == "min"}
+
+
+def shared_view_url(ui: str, experiment_id: str) -> str:
+    """The address of an experiment's runs table with the columns of :func:`compare_view`."""
+    return f"{ui}/#/experiments/{experiment_id}/runs?workflowType=machine_learning&viewStateShareKey={SHARED_VIEW_KEY}"
 
 
 def _budget(trainer: pl.Trainer) -> dict:

@@ -7,15 +7,19 @@ from pathlib import Path
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import MLFlowLogger
 
+from callbacks.mlflow_run import shared_view_url
+
 #: metrics in the target's unit (squared errors in its square)
-_IN_UNIT = ("mae", "rmse", "mae_std", "std")
+_IN_UNIT = ("mae", "rmse", "ae", "std")  # ae_p50, ae_p90: percentiles of the absolute error
 
 
 def format_metric(name: str, value: float, unit: str | None) -> str:
-    """``mae 0.0436 eV/atom``: three decimals, or three significant digits below 0.1."""
+    """``mae 0.0436 eV/atom``: three decimals, or three significant digits below 0.1; ``mae_pct 4.2 %``."""
     short = name.split("/", 1)[-1]
     text = f"{value:.3g}" if 0 < abs(value) < 0.1 else f"{value:.3f}"
-    if unit and short.split("_")[0] in _IN_UNIT:
+    if short.endswith("_pct"):
+        text += " %"
+    elif unit and short.split("_")[0] in _IN_UNIT:
         text += f" {unit}"
     elif unit and short.startswith("mse"):
         text += f" ({unit})²"
@@ -25,9 +29,11 @@ def format_metric(name: str, value: float, unit: str | None) -> str:
 def run_summary(trainer, datamodule, metrics: dict[str, float], task: str | None) -> str:
     """The run's name, id and experiment, its test metrics, its checkpoint folder and the next commands."""
     lines = []
+    compare_at = None
     for logger in trainer.loggers:
         if isinstance(logger, MLFlowLogger) and logger._initialized:
             run = logger.experiment.get_run(logger.run_id)
+            compare_at = shared_view_url("http://127.0.0.1:5000", run.info.experiment_id)
             experiment = logger.experiment.get_experiment(run.info.experiment_id).name
             lines.append(f"run {run.info.run_name} ({run.info.run_id}), experiment {experiment}, "
                          f"MLflow store {logger._tracking_uri}")
@@ -43,7 +49,7 @@ def run_summary(trainer, datamodule, metrics: dict[str, float], task: str | None
             break
     if best and task and hasattr(datamodule, "featurize_formulas"):
         lines.append(f"predict: make predict TASK={task} CKPT={best} INPUT=formulas.csv")
-    lines.append("compare runs: make ui   (then http://127.0.0.1:5000)")
+    lines.append(f"compare runs: make ui, then {compare_at or 'http://127.0.0.1:5000'}")
     return "\n".join(lines)
 
 

@@ -33,6 +33,20 @@ def server_environment() -> dict[str, str]:
                                                                                  "false")}
 
 
+def compare_views(backend: str, ui: str) -> list[tuple[str, str]]:
+    """(experiment, address of its runs table with the columns that tell runs apart) for every experiment of
+    the store whose runs set that view (callbacks.mlflow_run.compare_view)."""
+    import mlflow
+
+    from callbacks.mlflow_run import SHARED_VIEW_TAG, shared_view_url
+
+    try:
+        experiments = mlflow.MlflowClient(backend).search_experiments()
+    except Exception:  # noqa: BLE001 - the server still starts; it reports the store's problem itself
+        return []
+    return [(e.name, shared_view_url(ui, e.experiment_id)) for e in experiments if SHARED_VIEW_TAG in e.tags]
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--backend", default=DEFAULT_TRACKING_URI, help="backend store URI")
@@ -43,6 +57,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.backend.startswith("sqlite:///") and not args.artifacts and not os.path.exists(store):
         sys.exit(f"no MLflow store at {store}: train something first (make train TASK=elemnet)")
     print(f"MLflow on http://127.0.0.1:{args.port}  (Ctrl-C stops it)", flush=True)
+    if not args.artifacts:  # a store of this project's runs: each experiment's runs table with its columns
+        for name, url in compare_views(args.backend, f"http://127.0.0.1:{args.port}"):
+            print(f"  {name}: {url}", flush=True)
     os.execve(sys.executable, server_command(args.backend, args.port, args.artifacts), server_environment())
 
 

@@ -43,6 +43,14 @@ def test_training_logs_to_a_tracking_server_through_the_environment(workdir, mon
         run = mlflow.search_runs(experiment_names=["ssub"]).iloc[0]
         assert run.status == "FINISHED" and pd.notna(run["metrics.test/mae"])
         assert run.artifact_uri.startswith("mlflow-artifacts:")
+        # the runs table's shared view: the columns that tell runs apart, best first (the address the summary prints)
+        experiment = mlflow.get_experiment(run.experiment_id)
+        view = json.loads(experiment.tags["mlflow.sharedViewState.compare"])
+        assert view["selectedColumns"][:2] == ["metrics.`test/mae`", "metrics.`val/mae_best`"]
+        assert "params.`trainer/max_epochs`" in view["selectedColumns"] and "tags.`profile`" in view["selectedColumns"]
+        assert view["orderByKey"] == "metrics.`test/mae`" and view["orderByAsc"] is True
+        assert f"/#/experiments/{run.experiment_id}/runs?workflowType=machine_learning&viewStateShareKey=compare" \
+            in result.stdout
         model = mlflow.pyfunc.load_model(f"runs:/{run.run_id}/model")
         assert model.predict(pd.DataFrame({"formula": ["NaCl"]})).shape == (1,)
     assert not (workdir / "mlruns" / "mlflow.db").exists()  # nothing went to the local store
