@@ -13,7 +13,7 @@ TASK_CONFIGS = $(shell $(PY) -m cli.configs $(TASK) $(if $(PROFILE),--profile $(
 # Runs log to $MLFLOW_TRACKING_URI when set (e.g. a `make server`), else to mlruns/mlflow.db (cli/__init__.py).
 export PYTHONUNBUFFERED = 1
 
-.PHONY: help setup postgresql data lock test test-fast train predict baseline bench ui server clean check-task search search-dashboard screen bench-screen bench-mve cv bench-crystal bench-ebsd bench-xrd reproduce analyze
+.PHONY: help setup postgresql chromium data lock test test-fast train predict baseline bench ui server clean check-task search search-dashboard screen bench-screen bench-mve cv bench-crystal bench-ebsd bench-xrd reproduce analyze
 
 help:
 	@echo "make setup                        create .venv, install pinned dependencies, fetch + verify datasets"
@@ -52,10 +52,17 @@ setup:
 	$(PY) -m pip install --quiet --no-deps -e . --config-settings editable_mode=compat
 	$(PY) -m pip check
 	$(MAKE) postgresql
+	$(MAKE) chromium
 	$(MAKE) data
 
 # Debian's PostgreSQL: the tests start a throwaway server from it (MLflow and Optuna backends).
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+# Debian's Chromium: the tests look at the MLflow UI's runs table in it, headless
+chromium:
+	@if command -v chromium >/dev/null 2>&1; then echo "Chromium present"; else \
+	  echo "installing Debian's chromium"; \
+	  $(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends chromium; fi
+
 postgresql:
 	@if command -v pg_ctl >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1; then \
 	  echo "PostgreSQL present"; else \

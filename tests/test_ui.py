@@ -1,6 +1,7 @@
 """make ui / make server: a real MLflow tracking server on loopback."""
 
 import json
+import subprocess
 import urllib.request
 
 import pytest
@@ -28,6 +29,34 @@ def test_ui_serves_runs_and_artifacts(workdir):
         png = urllib.request.urlopen(f"{base}/get-artifact?path=plots/parity.png&run_uuid={run.run_id}",
                                      timeout=10).read()
         assert png[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_runs_table_shows_the_metric_columns_in_a_real_browser(workdir):
+    """Two runs, the MLflow UI in headless Chromium at the address the summary prints: the runs table renders
+    the shared view's metric and parameter columns, best run first (screenshot: ui-runs-table.png in workdir)."""
+    import shutil
+
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        pytest.skip("no Chromium on this machine (make chromium installs Debian's)")
+    from callbacks.mlflow_run import shared_view_url
+    from cli.train import main
+
+    for seed in (0, 1):
+        main(task_args("elemnet", *SSUB, "--trainer.max_epochs=2", f"--seed_everything={seed}"))
+    runs = search_runs(workdir, "ssub").sort_values("metrics.test/mae")
+    with mlflow_server(f"sqlite:///{workdir}/mlruns/mlflow.db", workdir) as base:
+        url = shared_view_url(base, runs.iloc[0].experiment_id)
+        headless = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--window-size=1600,900",
+                    "--virtual-time-budget=30000", f"--user-data-dir={workdir / 'chromium'}"]
+        shot = subprocess.run([*headless, f"--screenshot={workdir / 'ui-runs-table.png'}", url], capture_output=True,
+                              text=True, timeout=180)
+        dom = subprocess.run([*headless, "--dump-dom", url], capture_output=True, text=True, timeout=180).stdout
+    assert (workdir / "ui-runs-table.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", shot.stderr[-2000:]
+    for column in ("test/mae", "val/mae_best", "time/train_minutes", "trainer/max_epochs", "precision"):
+        assert column in dom, column
+    names = list(runs["tags.mlflow.runName"])
+    assert names[0] in dom and names[1] in dom and dom.index(names[0]) < dom.index(names[1])  # best first
 
 
 def test_training_logs_to_a_tracking_server_through_the_environment(workdir, monkeypatch):
