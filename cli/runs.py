@@ -96,11 +96,11 @@ def model_checkpoint(spec: str, task: str = "elemnet", outputs: Path = OUTPUTS) 
         return Path(spec)
     import re
 
-    from lightning_modules.pretrained import resolve_checkpoint
+    from cli.sources import download_checkpoint
 
     folder = outputs / "downloaded" / re.sub(r"[^A-Za-z0-9@._-]+", "_", spec).strip("_")
     found = sorted(folder.rglob("*.ckpt")) if not spec.startswith("models:/") or "@" not in spec else []
     if found:  # a run's model and a version never change; an alias may move, so it is fetched again
         return found[0]
     folder.mkdir(parents=True, exist_ok=True)
-    return resolve_checkpoint(spec, None, folder)
+    return download_checkpoint(spec, None, folder)

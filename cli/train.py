@@ -28,6 +28,7 @@ from lightning.pytorch.loggers import MLFlowLogger  # noqa: E402
 from callbacks.mlflow_run import MLflowRunInfo, MLflowSaveConfig  # noqa: E402
 from callbacks.timeline import RunTimeline  # noqa: E402
 from cli.precision import hardware_precision  # noqa: E402
+from cli.sources import resolve_source
 from cli.summary import relative_path, run_summary  # noqa: E402
 from cli.runs import NoRunError, config_names, new_run_folder, resume_folder, run_name  # noqa: E402
 from datamodules.sources.readers import DataFileError  # noqa: E402
@@ -202,20 +203,7 @@ def build(args: list[str] | None = None) -> TaskCLI:
         save_config_callback=MLflowSaveConfig, save_config_kwargs={"overwrite": True},
         run=False, args=args, parser_kwargs={"default_env": False},
     )
-    if hasattr(cli.model, "tracking_uri"):  # a transfer source is looked up in this store, logger or not
-        cli.model.tracking_uri = configured_tracking_uri(cli.config)
     return cli
-
-
-def resolve_source(cli: TaskCLI) -> None:
-    """``init_from: best:<dataset>`` → ``runs:/<id>/model`` of the finished run of the same net on that dataset
-    with the lowest test MAE, in the run's own store (the LightningModule then loads a plain source)."""
-    source = getattr(cli.model, "hparams", {}).get("init_from")
-    if isinstance(source, str) and source.startswith("best:"):
-        from lightning_modules.pretrained import best_run_model
-
-        cli.model.hparams.init_from = best_run_model(type(cli.model.net).__name__, source[len("best:"):],
-                                                     cli.model.tracking_uri)
 
 
 def main(args: list[str] | None = None, extra_callbacks: list | None = None,
@@ -226,7 +214,7 @@ def main(args: list[str] | None = None, extra_callbacks: list | None = None,
     cli.trainer.callbacks.extend(extra_callbacks or [])
     try:
         _tag(cli)
-        resolve_source(cli)
+        resolve_source(cli.model, configured_tracking_uri(cli.config))  # best:<dataset>, MLflow models: a file
         cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=cli.config.ckpt_path)
         if after_fit is not None:
             after_fit()

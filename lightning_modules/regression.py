@@ -32,7 +32,8 @@ class PropertyRegressor(StagedMetrics, pl.LightningModule):
         lr: Adam learning rate (1e-4 in the papers).
         lr_schedule: ``constant`` (the papers'), ``plateau``, ``onecycle`` or ``cosine``.
         init_from: transfer learning: start fitting from this source's net weights (a checkpoint, an
-            MLflow model URI, or ``best:<dataset>``; :mod:`lightning_modules.pretrained`), all layers trainable.
+            MLflow model URI, or ``best:<dataset>``, the last two resolved by the CLI: :mod:`cli.sources`), all layers
+            trainable.
         uncertainty: ``none``, ``mc_dropout`` (``mc_samples`` passes with dropout on) or ``ensemble``
             (``ensemble_size`` independently initialised copies of the net trained side by side);
             :mod:`lightning_modules.uncertainty`. Tests then log ``test/nll``, ``test/coverage_68``,
@@ -66,15 +67,15 @@ class PropertyRegressor(StagedMetrics, pl.LightningModule):
         self.test_pred, self.test_true, self.test_std = CatMetric(), CatMetric(), CatMetric()
         self.last_test_outputs: tuple[torch.Tensor, ...] | None = None  # (pred, true[, std])
         self.transferred_from: str | None = None
-        # the store an MLflow ``init_from`` (``runs:/``, ``models:/``) is read from: the CLI sets the run's own
-        # (cli/train.build), and resolves ``best:<dataset>`` to one run's model before fitting
-        self.tracking_uri: str | None = None
+        # the local file of an ``init_from`` that is not one (best:<dataset>, an MLflow model): cli/sources.py
+        self.source_checkpoint: str | None = None
 
     def setup(self, stage: str) -> None:
         # before a resumed fit restores its checkpoint, which then overrides these weights
         if stage == "fit" and self.hparams.init_from:
             nets = list(self.members) if self.members is not None else [self.net]
-            self.transferred_from = load_net_weights(nets, self.hparams.init_from, self.tracking_uri)
+            load_net_weights(nets, self.source_checkpoint or self.hparams.init_from)
+            self.transferred_from = self.hparams.init_from
 
     def forward(self, x):
         """The point prediction (training, validation, screening): the net's, or the ensemble's mean."""

@@ -61,10 +61,10 @@ def score_on(run_id: str, tracking_uri: str, fractions: np.ndarray, targets: np.
 
     from lightning_modules.composition_model import load_composition_model
     from datamodules.composition import featurize
-    from lightning_modules.pretrained import resolve_checkpoint
+    from cli.sources import download_checkpoint
 
     with tempfile.TemporaryDirectory() as tmp:
-        module, dm = load_composition_model(resolve_checkpoint(f"runs:/{run_id}/model", tracking_uri, Path(tmp)))
+        module, dm = load_composition_model(download_checkpoint(f"runs:/{run_id}/model", tracking_uri, Path(tmp)))
     x = dm.transform(torch.from_numpy(featurize(fractions, dm.hparams.features).astype(np.float32)))
     with torch.no_grad():
         pred = torch.cat([module.predict_with_std(chunk)[0] for chunk in x.split(8192)]).squeeze(1).double().numpy()
@@ -85,7 +85,7 @@ def experimental_table(opts: argparse.Namespace, extra: list[str], cells) -> str
     experiments = [e.experiment_id for e in client.search_experiments()]
     runs = client.search_runs(experiments, f"tags.net = '{net}' and attributes.status = 'FINISHED'", max_results=5000)
     groups: dict[tuple[str, str], list[float]] = {}
-    from lightning_modules.pretrained import has_model
+    from cli.sources import has_model
 
     for run in runs:
         params, tags = run.data.params, run.data.tags
