@@ -92,11 +92,11 @@ def model_checkpoint(spec: str, task: str = "elemnet", outputs: Path = OUTPUTS) 
     (downloaded once to ``outputs/downloaded/<uri>/``, from the store ``MLFLOW_TRACKING_URI`` names), or a path."""
     if spec == "latest":
         return latest_checkpoint(task, outputs)
-    if not spec.startswith(("runs:/", "models:/")):
+    from cli.sources import download_checkpoint, is_mlflow_model
+
+    if not is_mlflow_model(spec):
         return Path(spec)
     import re
-
-    from cli.sources import download_checkpoint
 
     folder = outputs / "downloaded" / re.sub(r"[^A-Za-z0-9@._-]+", "_", spec).strip("_")
     found = sorted(folder.rglob("*.ckpt")) if not spec.startswith("models:/") or "@" not in spec else []

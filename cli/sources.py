@@ -40,24 +40,24 @@ def best_run_model(net_class: str, dataset: str, tracking_uri: str | None) -> st
         f"--model.init_args.init_from=<checkpoint path | runs:/<run id>/model>")
 
 
-def download_checkpoint(source: str, tracking_uri: str | None, workdir: Path) -> Path:
-    """A local checkpoint file for ``source`` (downloaded into ``workdir`` when it is an MLflow model)."""
-    if source.startswith(("runs:/", "models:/")) or "://" in source:
-        import mlflow
+def is_mlflow_model(source: str) -> bool:
+    """Whether ``source`` names an MLflow model (``runs:/``, ``models:/`` or another artifact URI), not a file."""
+    return source.startswith(("runs:/", "models:/")) or "://" in source
 
-        try:
-            local = Path(mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=str(workdir),
-                                                             tracking_uri=tracking_uri))
-        except Exception as err:  # noqa: BLE001 - say which source failed, keep the cause
-            raise PretrainedError(f"cannot download pretrained model {source} from {tracking_uri}: {err}") from err
-        found = sorted(local.rglob("*.ckpt")) if local.is_dir() else [local]
-        if not found:
-            raise PretrainedError(f"pretrained model {source} holds no checkpoint (*.ckpt)")
-        return found[0]
-    path = Path(source)
-    if not path.is_file():
-        raise PretrainedError(f"pretrained checkpoint {path} does not exist")
-    return path
+
+def download_checkpoint(source: str, tracking_uri: str | None, workdir: Path) -> Path:
+    """The checkpoint file of the MLflow model ``source``, downloaded into ``workdir``."""
+    import mlflow
+
+    try:
+        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=str(workdir),
+                                                         tracking_uri=tracking_uri))
+    except Exception as err:  # noqa: BLE001 - say which source failed, keep the cause
+        raise PretrainedError(f"cannot download pretrained model {source} from {tracking_uri}: {err}") from err
+    found = sorted(local.rglob("*.ckpt")) if local.is_dir() else [local]
+    if not found:
+        raise PretrainedError(f"pretrained model {source} holds no checkpoint (*.ckpt)")
+    return found[0]
 
 
 def resolve_source(model, tracking_uri: str | None) -> None:
@@ -69,7 +69,7 @@ def resolve_source(model, tracking_uri: str | None) -> None:
     if source.startswith("best:"):
         source = model.hparams.init_from = best_run_model(type(model.net).__name__, source[len("best:"):],
                                                           tracking_uri)
-    if source.startswith(("runs:/", "models:/")) or "://" in source:
+    if is_mlflow_model(source):  # a checkpoint path is loaded as it is (lightning_modules/pretrained.py)
         folder = Path(tempfile.mkdtemp(prefix="transfer-source-"))
         atexit.register(shutil.rmtree, folder, ignore_errors=True)  # the weights are in the run's own checkpoints
         model.source_checkpoint = str(download_checkpoint(source, tracking_uri, folder))

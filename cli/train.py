@@ -28,7 +28,7 @@ from lightning.pytorch.loggers import MLFlowLogger  # noqa: E402
 from callbacks.mlflow_run import MLflowRunInfo, MLflowSaveConfig  # noqa: E402
 from callbacks.timeline import RunTimeline  # noqa: E402
 from cli.precision import hardware_precision  # noqa: E402
-from cli.sources import resolve_source
+from cli.sources import resolve_source  # noqa: E402
 from cli.summary import relative_path, run_summary  # noqa: E402
 from cli.runs import NoRunError, config_names, new_run_folder, resume_folder, run_name  # noqa: E402
 from datamodules.sources.readers import DataFileError  # noqa: E402

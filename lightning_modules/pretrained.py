@@ -11,8 +11,8 @@ source as
 
 The LightningModule loads a checkpoint file; the command line resolves what is not one (``best:``, MLflow
 URIs; :mod:`cli.sources`) before fitting. The source must have the same architecture and input width:
-every tensor of the net is replaced (strict), and a mismatch is an error naming the source and the first differing tensor. Layers
-without weights may differ (an ElemNet trained without dropout initialises one with dropout).
+every tensor of the net is replaced (strict), and a mismatch is an error naming the source and the first
+differing tensor. Layers without weights may differ (an ElemNet trained without dropout initialises one with dropout).
 """
 
 from __future__ import annotations
