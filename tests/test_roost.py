@@ -88,3 +88,26 @@ def test_a_batch_of_mixed_element_counts_equals_each_composition_alone(net):
         together = net(x)
         alone = torch.cat([net(x[i:i + 1]) for i in range(len(formulas))])
     assert torch.allclose(together, alone, atol=1e-5)
+
+
+def test_messages_weighted_before_their_last_layer_equal_the_pairwise_messages():
+    """attend applies the message MLP's last layer after the attention-weighted sum: the same function as
+    weighting the messages of every pair (Goodall & Lee's form), padded neighbours included."""
+    from lightning_modules.nets.roost import WeightedAttentionLayer, WeightedAttentionPooling, weighted_softmax
+
+    torch.manual_seed(0)
+    b, k, d, heads = 4, 5, 8, 3
+    h, weights = torch.randn(b, k, d), torch.rand(b, k)
+    mask = torch.ones(b, k, dtype=torch.bool)
+    mask[0, 3:] = False
+    weights = weights * mask
+    layer = WeightedAttentionLayer(width=d, heads=heads, hidden=16)
+    attention = weighted_softmax(layer.on_pairs(layer.gate, h), weights[:, None, :, None], layer.power,
+                                 mask[:, None, :, None])
+    messages = layer.on_pairs(layer.message, h).view(b, k, k, heads, d)
+    pairwise = h + (attention.unsqueeze(-1) * messages).sum(dim=2).mean(dim=2)
+    assert torch.allclose(layer(h, weights, mask), pairwise, atol=1e-5)
+    pool = WeightedAttentionPooling(width=d, heads=heads, hidden=16)
+    attention = weighted_softmax(pool.gate(h), weights[..., None], pool.power, mask[..., None])
+    pairwise = (attention.unsqueeze(-1) * pool.message(h).view(b, k, heads, d)).sum(dim=1).mean(dim=1)
+    assert torch.allclose(pool(h, weights, mask), pairwise, atol=1e-5)
