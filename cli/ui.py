@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
+import subprocess
 import sys
 
 from cli import DEFAULT_TRACKING_URI
@@ -47,6 +49,30 @@ def compare_views(backend: str, ui: str) -> list[tuple[str, str]]:
     return [(e.name, shared_view_url(ui, e.experiment_id)) for e in experiments if SHARED_VIEW_TAG in e.tags]
 
 
+def _interrupt(*_):
+    raise KeyboardInterrupt
+
+
+def serve(cmd: list[str], env: dict[str, str]) -> int:
+    """Run the server in a session of its own until it ends or this process gets Ctrl-C, SIGTERM or SIGHUP, and
+    then stop it with SIGTERM to its process group: it shuts down quietly. A terminal's Ctrl-C reaching the
+    server and its uvicorn worker together instead cancels the worker's shutdown and prints a traceback."""
+    server = subprocess.Popen(cmd, env=env, start_new_session=True)
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _interrupt)
+    try:
+        return server.wait()
+    except KeyboardInterrupt:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
+        print("MLflow stopped", flush=True)
+        return 0
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--backend", default=DEFAULT_TRACKING_URI, help="backend store URI")
@@ -60,7 +86,7 @@ def main(argv: list[str] | None = None) -> None:
     if not args.artifacts:  # a store of this project's runs: each experiment's runs table with its columns
         for name, url in compare_views(args.backend, f"http://127.0.0.1:{args.port}"):
             print(f"  {name}: {url}", flush=True)
-    os.execve(sys.executable, server_command(args.backend, args.port, args.artifacts), server_environment())
+    sys.exit(serve(server_command(args.backend, args.port, args.artifacts), server_environment()))
 
 
 if __name__ == "__main__":
