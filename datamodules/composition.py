@@ -21,6 +21,7 @@ import torch
 from datamodules.batches import SplitLoaders, TensorRows
 from datamodules.composition_data import MIN_ROWS_PER_SPLIT, clean, require_rows_per_split
 from datamodules.sources.derived import DERIVED, derived_file
+from datamodules.sources.element_tables import element_table
 from datamodules.sources.readers import read_table
 from datamodules.sources.registry import DATASETS, STRUCTURE_DATASETS, data_dir, dataset_files, sha256_of
 from materials.composition import parse_compositions
@@ -101,6 +102,12 @@ class CompositionDataModule(SplitLoaders, pl.LightningDataModule):
     def n_features(self) -> int:
         """Input width, linked into the net by the CLI."""
         return FEATURE_WIDTHS[self.hparams.features]
+
+    @staticmethod
+    def element_table(name: str) -> torch.Tensor:
+        """The element table ``name`` (e.g. ``mat2vec``), one row per input element, for a net that starts
+        its element embeddings from it (Roost); verified and cached by :mod:`datamodules.sources.element_tables`."""
+        return torch.from_numpy(element_table(name))
 
     # ----------------------------------------------------------- files, caches
     def _files(self) -> dict[str, Path]:

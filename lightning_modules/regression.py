@@ -72,8 +72,17 @@ class PropertyRegressor(StagedMetrics, pl.LightningModule):
 
     def setup(self, stage: str) -> None:
         # before a resumed fit restores its checkpoint, which then overrides these weights
-        if stage == "fit" and self.hparams.init_from:
-            nets = list(self.members) if self.members is not None else [self.net]
+        if stage != "fit":
+            return
+        nets = list(self.members) if self.members is not None else [self.net]
+        for net in nets:  # a net that starts from a published element table gets it from the data
+            if getattr(net, "element_table", None):
+                tables = getattr(self.trainer.datamodule, "element_table", None)
+                if tables is None:
+                    raise ValueError(f"{type(net).__name__} starts from the element table {net.element_table!r}: fit "
+                                     "it with a datamodule that gives element tables (CompositionDataModule)")
+                net.use_element_table(tables(net.element_table))
+        if self.hparams.init_from:
             load_net_weights(nets, self.source_checkpoint or self.hparams.init_from)
             self.transferred_from = self.hparams.init_from
 

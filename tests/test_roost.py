@@ -48,10 +48,7 @@ def test_padding_does_not_leak_into_a_composition(net):
 def test_mat2vec_rows_follow_the_elemnet_element_order():
     table = element_table("mat2vec")
     assert table.shape == (86, 200) and np.isfinite(table).all()
-    # distinct elements have distinct embeddings, and the table is the one the net starts from
-    assert not np.allclose(table[ELEMENT_INDEX["Fe"]], table[ELEMENT_INDEX["Co"]])
-    net = Roost()
-    np.testing.assert_array_equal(net.embedding.weight.detach().numpy(), table)
+    assert not np.allclose(table[ELEMENT_INDEX["Fe"]], table[ELEMENT_INDEX["Co"]])  # distinct elements differ
 
 
 def test_roost_refuses_magpie_features():
@@ -111,3 +108,39 @@ def test_messages_weighted_before_their_last_layer_equal_the_pairwise_messages()
     attention = weighted_softmax(pool.gate(h), weights[..., None], pool.power, mask[..., None])
     pairwise = (attention.unsqueeze(-1) * pool.message(h).view(b, k, heads, d)).sum(dim=1).mean(dim=1)
     assert torch.allclose(pool(h, weights, mask), pairwise, atol=1e-5)
+
+
+def test_a_fit_starts_the_embeddings_from_the_datas_mat2vec_table(workdir):
+    """The net loads no file: the data hand it the table when a fit starts (every ensemble member), and a
+    checkpoint's rows come with its weights; without a datamodule that gives tables the fit says so."""
+    import subprocess
+    import sys
+
+    import lightning.pytorch as pl
+
+    from datamodules.composition import CompositionDataModule
+    from lightning_modules.regression import PropertyRegressor
+
+    code = "import sys, lightning_modules.nets.roost; print(any(m.startswith('datamodules') for m in sys.modules))"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True).stdout.strip() == "False"
+    net = Roost(width=8, n_layers=1, heads=1, hidden=16, pool_heads=1, head=(16,))
+    assert not net.embedding.weight.any()  # nothing until the data give it
+
+    class AtFitStart(pl.Callback):
+        def on_fit_start(self, trainer, pl_module):
+            self.tables = [m.embedding.weight.detach().clone() for m in pl_module.members]
+
+    seen = AtFitStart()
+    module = PropertyRegressor(net, uncertainty="ensemble", ensemble_size=2)
+    data = CompositionDataModule(dataset="ssub", features="fractions", split="kfold", skip_bad_rows=True)
+    pl.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False, fast_dev_run=1,
+               callbacks=[seen]).fit(module, datamodule=data)
+    table = CompositionDataModule.element_table("mat2vec")
+    assert table.shape == (86, 200) and all(torch.equal(t, table) for t in seen.tables)
+    assert not torch.equal(module.net.embedding.weight, table)  # then fine-tuned
+    batch = next(iter(data.train_dataloader()))
+    with pytest.raises(ValueError, match="starts from the element table 'mat2vec'"):
+        pl.Trainer(logger=False, enable_checkpointing=False, fast_dev_run=1).fit(
+            PropertyRegressor(Roost(width=8, n_layers=1, heads=1, hidden=16, pool_heads=1, head=(16,))),
+            train_dataloaders=[batch])

@@ -130,7 +130,9 @@ class Roost(nn.Module):
 
     Args:
         n_features: input width (linked from the data: the 86 ElemNet elements).
-        element_embedding: ``mat2vec`` (200-d, from the ``crabnet`` wheel; fine-tuned) or ``learned``.
+        element_embedding: the table the element embeddings start from, ``mat2vec`` (200-d, Tshitoyan et al.
+            2019; fine-tuned), which the data hand over at the start of a fit (:meth:`use_element_table`), or
+            ``learned`` (drawn at random, 200-d).
         width: node width (the paper's 64; the fraction is one of its channels).
         n_layers, heads, hidden: message passing (3 layers × 3 heads, 256-wide MLPs).
         pool_heads: heads of the weighted attention pooling.
@@ -144,19 +146,27 @@ class Roost(nn.Module):
         if n_features != N_ELEMENTS:
             raise ValueError(f"Roost reads the {N_ELEMENTS}-element fraction vector (data features: fractions), "
                              f"not {n_features} features")
-        if element_embedding == "mat2vec":
-            from datamodules.sources.element_tables import element_table
-
-            table = torch.from_numpy(element_table("mat2vec"))
-            self.embedding = nn.Embedding.from_pretrained(table, freeze=False)
-        elif element_embedding == "learned":
-            self.embedding = nn.Embedding(N_ELEMENTS, 200)
-        else:
+        if element_embedding not in ("mat2vec", "learned"):
             raise ValueError(f"element_embedding {element_embedding!r}: use 'mat2vec' or 'learned'")
+        #: the element table this net starts from (None: learned from random draws)
+        self.element_table = None if element_embedding == "learned" else element_embedding
+        # a table's rows arrive with the data (zeros until then, drawing no random numbers); a checkpoint's
+        # fine-tuned rows come with its weights
+        self.embedding = (nn.Embedding(N_ELEMENTS, 200) if self.element_table is None
+                          else nn.Embedding.from_pretrained(torch.zeros(N_ELEMENTS, 200), freeze=False))
         self.project = nn.Linear(self.embedding.embedding_dim, width - 1)
         self.layers = nn.ModuleList(WeightedAttentionLayer(width, heads, hidden) for _ in range(n_layers))
         self.pool = WeightedAttentionPooling(width, pool_heads, hidden)
         self.head = ResidualHead(width, list(head))
+
+    def use_element_table(self, table: torch.Tensor) -> None:
+        """Start the element embeddings from ``table`` (86 rows, one per input element; the data's copy of
+        :attr:`element_table`)."""
+        if tuple(table.shape) != tuple(self.embedding.weight.shape):
+            raise ValueError(f"element table {self.element_table!r}: shape {tuple(table.shape)}, Roost's embedding "
+                             f"is {tuple(self.embedding.weight.shape)}")
+        with torch.no_grad():
+            self.embedding.weight.copy_(table)
 
     @staticmethod
     def as_set(fractions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
