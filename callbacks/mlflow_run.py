@@ -35,12 +35,26 @@ def applicable(params: dict) -> dict:
             if k not in ONLY_WHEN or kept.get(ONLY_WHEN[k][0], next(iter(ONLY_WHEN[k][1]))) in ONLY_WHEN[k][1]}
 
 
+def once_per_run(metric: str) -> bool:
+    """A metric with one value per run: the test scores and the phase timings (``time/…_s``)."""
+    return metric.startswith("test/") or (metric.startswith("time/") and metric.endswith("_s"))
+
+
 class RunLogger(MLFlowLogger):
-    """Lightning's MLflow logger that logs only the options that apply to the run (``applicable``)."""
+    """Lightning's MLflow logger that logs only the options that apply to the run (``applicable``), and the
+    metrics a run has once (``once_per_run``) at step 0: MLflow's charts then show them as values (bars) to
+    compare across runs, not as one-point lines at the last training step."""
 
     def log_hyperparams(self, params) -> None:
         params = params if isinstance(params, dict) else vars(params)
         super().log_hyperparams(applicable(dict(params)))
+
+    def log_metrics(self, metrics, step=None) -> None:
+        once = {k: v for k, v in metrics.items() if once_per_run(k)}
+        if once:
+            super().log_metrics(once, step=0)
+        if len(once) < len(metrics):
+            super().log_metrics({k: v for k, v in metrics.items() if k not in once}, step=step)
 
 
 def git_commit() -> str | None:

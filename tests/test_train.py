@@ -92,7 +92,10 @@ def test_mlflow_run_has_metrics_artifacts_and_a_model_that_predicts(workdir):
     assert int(run["params.data/n_test"]) == 51255
     client = mlflow.MlflowClient()
     history = client.get_metric_history(run.run_id, "val/mae")
-    assert len(history) == 2  # one value per epoch
+    assert len(history) == 2 and history[-1].step > 0  # one value per epoch, at its step
+    # one value per run at step 0, which MLflow's charts show as a bar, not a one-point line
+    assert [m.step for m in client.get_metric_history(run.run_id, "test/mae")] == [0]
+    assert [m.step for m in client.get_metric_history(run.run_id, "time/training_s")] == [0]
     artifacts = {a.path for a in client.list_artifacts(run.run_id)}
     assert {"config.yaml", "cleaning_report.json", "plots", "model"} <= artifacts
     assert {a.path for a in client.list_artifacts(run.run_id, "plots")} == {
