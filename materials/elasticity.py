@@ -111,17 +111,28 @@ class CompatibleProjection:
             if size % 2 == 0:
                 keep &= xi[axis] != -0.5
         self.n = torch.where(keep, xi / norm.clamp_min(1e-30), torch.zeros_like(xi))
+        self.nn = torch.stack([self.n[i] * self.n[j] for i, j in VOIGT_PAIRS])  # n_i n_j, (6, ...)
 
     def _traction(self, t: torch.Tensor) -> list[torch.Tensor]:
         """w = τ̂ n for (B, 6, ...) Fourier-space tensors, as three components."""
         n = self.n
         full = [[t[:, 0], t[:, 5], t[:, 4]], [t[:, 5], t[:, 1], t[:, 3]], [t[:, 4], t[:, 3], t[:, 2]]]
-        return [full[i][0] * n[0] + full[i][1] * n[1] + full[i][2] * n[2] for i in range(3)]
+        w = []
+        for i in range(3):  # accumulated in place: the solver's time is FFTs and passes over such fields
+            wi = full[i][0] * n[0]
+            wi.addcmul_(full[i][1], n[1]).addcmul_(full[i][2], n[2])
+            w.append(wi)
+        return w
 
     def _apply_hat(self, t: torch.Tensor) -> torch.Tensor:
         n, w = self.n, self._traction(t)
-        nw = w[0] * n[0] + w[1] * n[1] + w[2] * n[2]
-        return torch.stack([n[i] * w[j] + w[i] * n[j] - nw * n[i] * n[j] for i, j in VOIGT_PAIRS], dim=1)
+        nw = w[0] * n[0]
+        nw.addcmul_(w[1], n[1]).addcmul_(w[2], n[2])
+        out = torch.empty_like(t)
+        for a, (i, j) in enumerate(VOIGT_PAIRS):  # n_i w_j + w_i n_j − (n·w) n_i n_j
+            torch.mul(w[j], n[i], out=out[:, a])
+            out[:, a].addcmul_(w[i], n[j]).addcmul_(nw, self.nn[a], value=-1)
+        return out
 
     def __call__(self, field: torch.Tensor) -> torch.Tensor:
         hat = torch.fft.rfftn(field, dim=(2, 3, 4))
@@ -138,12 +149,10 @@ class CompatibleProjection:
         return (divergence**2).sum(dim=(1, 2, 3, 4)).sqrt() / _dot(reference, reference).sqrt()
 
 
-def _weights(field: torch.Tensor) -> torch.Tensor:
-    return torch.tensor(WEIGHTS, dtype=torch.float64, device=field.device).reshape(1, 6, 1, 1, 1)
-
-
 def _dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    return (a * b * _weights(a).to(a.dtype)).sum(dim=(1, 2, 3, 4))
+    """Per element Σ_c w_c Σ_x a_c(x) b_c(x), shears weighted by 2; one pass, no (B, 6, N1, N2, N3) temporary."""
+    per_component = torch.einsum("bcxyz,bcxyz->bc", a, b)
+    return per_component @ torch.tensor(WEIGHTS, dtype=a.dtype, device=a.device)
 
 
 @dataclass
@@ -179,23 +188,25 @@ def solve(micro: torch.Tensor, material: TwoPhaseElasticity, macro_strain=UNIAXI
         return project(stress(field, lam, mu))
 
     imposed = stress(macro, lam, mu)  # C:E, the scale of the stopping rule
-    scale = _dot(imposed, imposed).sqrt().clamp_min(1e-300)
+    scale = _dot(imposed, imposed).sqrt().clamp_min(torch.finfo(dtype).tiny)
     fluctuation = torch.zeros_like(macro)
     residual = -project(imposed)
     direction = residual.clone()
     rr = _dot(residual, residual)
     iterations = torch.zeros(batch, dtype=torch.long, device=micro.device)
     done = rr.sqrt() <= tol * scale
+    tiny = torch.finfo(dtype).tiny
     for _ in range(max_iter):
         if bool(done.all()):
             break
         applied = operator(direction)
-        alpha = torch.where(done, torch.zeros_like(rr), rr / _dot(direction, applied).clamp_min(1e-300))
-        fluctuation += alpha[:, None, None, None, None] * direction
-        residual -= alpha[:, None, None, None, None] * applied
+        alpha = torch.where(done, torch.zeros_like(rr), rr / _dot(direction, applied).clamp_min(tiny))
+        alpha = alpha[:, None, None, None, None]
+        fluctuation.addcmul_(alpha, direction)  # in place: no field-sized temporaries
+        residual.addcmul_(alpha, applied, value=-1)
         rr_new = _dot(residual, residual)
-        beta = torch.where(done, torch.zeros_like(rr), rr_new / rr.clamp_min(1e-300))
-        direction = residual + beta[:, None, None, None, None] * direction
+        beta = torch.where(done, torch.zeros_like(rr), rr_new / rr.clamp_min(tiny))
+        direction.mul_(beta[:, None, None, None, None]).add_(residual)
         iterations += (~done).long()
         rr = rr_new
         done = done | (rr.sqrt() <= tol * scale)
