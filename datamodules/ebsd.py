@@ -8,6 +8,8 @@ verified cache and prepares what the net sees (:func:`materials.ebsd_patterns.pr
 - ``val``, ``test``: noisy patterns at uniformly random orientations (1,000 test patterns, as the paper).
 - ``real`` (not a loader; for the baseline callback): kikuchipy's 9 real Ni patterns with their static
   background and detector (binned when the dictionary's detector is a whole fraction of 60×60).
+- ``sweep`` (not a loader; for the baseline callback): the test orientations recorded under every condition of
+  the noise sweep (:mod:`datamodules.simulate.ebsd_sweep`), prepared like the test set.
 
 A batch is (patterns (B, 1, H, W) float32 in [0, 1], fundamental-zone quaternions (B, 4) float32).
 """
@@ -24,6 +26,7 @@ from torch.utils.data import Dataset
 
 from datamodules.batches import SplitLoaders
 from datamodules.simulate.ebsd import NI_EXAMPLE_PC, EBSDDatasetSpec, check_detector, generate, open_checked
+from datamodules.simulate.ebsd_sweep import generate_sweep, read_sweep
 from datamodules.sources.registry import data_dir
 from materials.ebsd_patterns import PatternNoise, check_patterns, process_patterns, to_uint8
 
@@ -95,13 +98,14 @@ class EBSDDataModule(SplitLoaders, pl.LightningDataModule):
         noise: the measurement model of the val/test patterns (and of ``train_noise`` augmentation).
         train_noise: measure every training batch afresh with ``noise`` (else train on the clean dictionary).
         train_fraction: train on only this seeded share of the dictionary (quick checks).
+        noise_sweep: also prepare the test orientations under every noise-sweep condition (robustness tests).
     """
 
     def __init__(self, semi_edge_steps: list[int] | None = None, resolution: float | None = None,
                  detector_shape: tuple[int, int] = (60, 60), pc: tuple[float, float, float] = NI_EXAMPLE_PC,
                  n_val: int = 500, n_test: int = 1000, noise: PatternNoise = PatternNoise(), train_noise: bool = False,
                  train_fraction: float = 1.0, batch_size: int = 64, eval_batch_size: int = 512, seed: int = 0,
-                 simulate_batch: int = 2048):
+                 simulate_batch: int = 2048, noise_sweep: bool = True):
         super().__init__()
         self.save_hyperparameters()
         if semi_edge_steps is not None and resolution is not None:
@@ -122,6 +126,7 @@ class EBSDDataModule(SplitLoaders, pl.LightningDataModule):
                                     noise=noise, seed=seed, batch=simulate_batch)
         self.arrays: dict[str, dict[str, torch.Tensor]] = {}
         self.real: dict | None = None
+        self.sweep: dict[str, torch.Tensor] = {}  # condition → prepared uint8 patterns of the test orientations
         self.cleaning_report: dict = {}
         self.generation: dict[str, float] = {}
 
@@ -136,6 +141,8 @@ class EBSDDataModule(SplitLoaders, pl.LightningDataModule):
 
     def prepare_data(self):
         _, self.generation = generate(self.spec, data_dir() / "ebsd")
+        if self.hparams.noise_sweep:
+            generate_sweep(self.spec, data_dir() / "ebsd")
 
     def setup(self, stage: str | None = None):
         if self.arrays:
@@ -163,7 +170,13 @@ class EBSDDataModule(SplitLoaders, pl.LightningDataModule):
         self.real = real_ni_patterns(self.spec)
         if self.real is not None:
             self.real["patterns"] = prepared(self.real["raw"], self.real["static_background"])
+        if self.hparams.noise_sweep:
+            raw = read_sweep(self.spec, data_dir() / "ebsd")
+            if not np.array_equal(raw.pop("quaternions"), data["test"]["quaternions"]):
+                raise ValueError(f"the noise sweep's orientations differ from the test set's in {self.path}")
+            self.sweep = {name: prepared(patterns) for name, patterns in raw.items()}
         self.cleaning_report = {"cache": str(self.path), "semi_edge_steps": list(self.spec.semi_edge_steps),
                                 "sizes": {s: len(a["patterns"]) for s, a in self.arrays.items()},
                                 "real_patterns": 0 if self.real is None else len(self.real["patterns"]),
+                                "noise_sweep": {name: len(p) for name, p in self.sweep.items()},
                                 **made, **{f"this_run_{k}": v for k, v in self.generation.items()}}

@@ -10,6 +10,9 @@
   [0, 1] (the dissertation rescales pixel values [0, 255] to [0, 1]).
 - :func:`check_patterns`: the shape, dtype and finiteness a pattern array must have; the error names the
   first bad pattern and pixel.
+- :data:`NOISE_SWEEP`: named measurement conditions a net trained on the default noise never sees (electron
+  counts over two orders of magnitude, backgrounds of other shapes and strengths, blur, read noise, small
+  projection-centre errors), versioned by :data:`NOISE_SWEEP_VERSION`: the test sets of robustness.
 
 PyTorch, vectorised over whole stacks of patterns, on any device: the same code makes the cached test sets
 and the on-the-fly training noise.
@@ -18,6 +21,7 @@ and the on-the-fly training noise.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Literal
 
 import numpy as np
 import torch
@@ -55,6 +59,8 @@ class PatternNoise:
             kikuchipy's real Ni patterns (peak near row 26, column 25 of 60; half height ~20 px away).
         blur: σ in pixels of the scintillator's point spread function (0 = none).
         read_noise: σ of the Gaussian camera read noise, in counts.
+        background_shape: ``gaussian`` (above) or ``ramp``: a linear gradient from the top row (0.25 of the
+            bottom row's yield) to the bottom row, as a detector tilted towards the beam sees; mean 1 either way.
     """
 
     counts: float = 30.0
@@ -62,6 +68,7 @@ class PatternNoise:
     background_width: float = 0.35
     blur: float = 0.7
     read_noise: float = 3.0
+    background_shape: Literal["gaussian", "ramp"] = "gaussian"
 
     def __post_init__(self):
         for name in ("counts", "background_width"):
@@ -70,17 +77,27 @@ class PatternNoise:
         for name in ("background", "blur", "read_noise"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"noise {name} must be >= 0, got {getattr(self, name)}")
+        if self.background_shape not in ("gaussian", "ramp"):
+            raise ValueError(f"noise background_shape must be 'gaussian' or 'ramp', got {self.background_shape!r}")
 
     def content(self) -> dict:
-        return asdict(self)
+        """The parameters that decide a measured pattern (a cache's name); the background shape only when it is
+        not the original Gaussian, so the caches made before it existed keep their names."""
+        content = asdict(self)
+        if content["background_shape"] == "gaussian":
+            del content["background_shape"]
+        return content
 
     def background_profile(self, shape: tuple[int, int], pcx: float, device=None) -> torch.Tensor:
         """The smooth backscatter yield over the detector, mean 1 (float64)."""
         h, w = shape
         rows = torch.arange(h, device=device, dtype=torch.float64)[:, None]
         cols = torch.arange(w, device=device, dtype=torch.float64)[None, :]
-        r2 = (rows - 0.45 * h) ** 2 + (cols - pcx * w) ** 2
-        profile = 0.25 + 0.75 * torch.exp(-r2 / (2 * (self.background_width * w) ** 2))
+        if self.background_shape == "ramp":
+            profile = (0.25 + 0.75 * rows / max(h - 1, 1)).expand(h, w)
+        else:
+            r2 = (rows - 0.45 * h) ** 2 + (cols - pcx * w) ** 2
+            profile = 0.25 + 0.75 * torch.exp(-r2 / (2 * (self.background_width * w) ** 2))
         return profile / profile.mean()
 
     def measure(self, ideal: torch.Tensor, pcx: float, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -146,3 +163,32 @@ def process_patterns(patterns, static_background=None, dynamic_sigma: float | No
 def to_uint8(unit: torch.Tensor) -> torch.Tensor:
     """[0, 1] patterns stored as 8-bit (what the datamodules keep in memory)."""
     return torch.round(unit.clamp(0, 1) * 255).to(torch.uint8)
+
+
+@dataclass(frozen=True)
+class MeasurementCondition:
+    """How a test set is recorded: its noise, and the error of the projection centre the dictionary assumes
+    (Bruker fractions added to the true PC: the patterns are simulated at PC + ``pc_error``)."""
+
+    noise: PatternNoise = PatternNoise()
+    pc_error: tuple[float, float, float] = (0.0, 0.0, 0.0)
+
+
+#: bump when a condition of :data:`NOISE_SWEEP` changes (it names the sweep's cache)
+NOISE_SWEEP_VERSION = 1
+#: the robustness test conditions, each one or two steps away from the training noise (counts 30, Gaussian background 2,
+#: blur 0.7 px, read noise 3): the training's own condition first, as the reference
+NOISE_SWEEP: dict[str, MeasurementCondition] = {
+    "as-trained": MeasurementCondition(),
+    "counts-3": MeasurementCondition(PatternNoise(counts=3.0)),
+    "counts-10": MeasurementCondition(PatternNoise(counts=10.0)),
+    "counts-300": MeasurementCondition(PatternNoise(counts=300.0)),
+    "background-6": MeasurementCondition(PatternNoise(background=6.0)),
+    "background-ramp": MeasurementCondition(PatternNoise(background=3.0, background_shape="ramp")),
+    "background-narrow": MeasurementCondition(PatternNoise(background=3.0, background_width=0.15)),
+    "blur-2": MeasurementCondition(PatternNoise(blur=2.0)),
+    "read-noise-15": MeasurementCondition(PatternNoise(read_noise=15.0)),
+    "low-counts-ramp": MeasurementCondition(PatternNoise(counts=10.0, background=3.0, background_shape="ramp",
+                                                         read_noise=5.0)),
+    "pc-error-0.01": MeasurementCondition(pc_error=(0.01, -0.01, 0.01)),
+}

@@ -13,7 +13,8 @@ import torch
 
 from datamodules.simulate.ebsd import (CHUNK, SETS, EBSDDatasetSpec, check_detector, generate, master_pattern,
                                        open_checked, orientations, project)
-from materials.ebsd_patterns import PatternNoise, check_patterns, gaussian_blur, process_patterns
+from materials.ebsd_patterns import (NOISE_SWEEP, MeasurementCondition, PatternNoise, check_patterns, gaussian_blur,
+                                    process_patterns)
 from materials.orientations import cubic_symmetry, disorientation, quaternion_multiply
 
 # 3 blocks of noisy patterns (the last one partial), a 125-pattern dictionary
@@ -199,6 +200,7 @@ def test_datamodule_batches_real_patterns_and_noise_augmentation(cache, monkeypa
     assert torch.allclose(qt.double(), dm.arrays["test"]["quaternions"][:len(qt)])
     assert dm.real["patterns"].shape == (9, 60, 60) and dm.real["nav_shape"] == (3, 3)
     assert dm.cleaning_report["sizes"] == {"train": 125, "val": 40, "test": SPEC.n_test}
+    assert set(dm.sweep) == set(NOISE_SWEEP) and all(p.shape == (SPEC.n_test, 60, 60) for p in dm.sweep.values())
     assert dm.cleaning_report["simulated_dictionary_patterns_per_s"] > 0
     with pytest.raises(ValueError, match="either semi_edge_steps or resolution"):
         EBSDDataModule(semi_edge_steps=[7], resolution=3.0)
@@ -232,3 +234,68 @@ def test_omnet_structure_shared_trunk_and_one_branch_per_output(representation, 
     assert sum(p.numel() for p in paper.branches[0].parameters()) == 2_101_249  # "around 2 million" each
     with pytest.raises(ValueError, match="at least 4 pixels"):
         OMNet(3)
+
+
+def test_noise_sweep_conditions_are_reproducible_from_their_name_and_seed(cache, tmp_path):
+    """Each condition is the test orientations measured under it: the same from its name and seed whatever else
+    the sweep holds, different between conditions; a PC error moves the bands; a damaged file is simulated
+    again."""
+    from datamodules.simulate.ebsd_sweep import generate_sweep, read_sweep, sweep_cache_name
+
+    path, _, arrays = cache
+    sweep = read_sweep(SPEC, tmp_path / "a")
+    assert np.array_equal(sweep["quaternions"], arrays["test"]["quaternions"])
+    assert set(sweep) == {"quaternions", *NOISE_SWEEP}
+    alone = {name: NOISE_SWEEP[name] for name in ("counts-3", "pc-error-0.01")}
+    subset = read_sweep(SPEC, tmp_path / "b", alone)
+    for name in alone:
+        assert np.array_equal(subset[name], sweep[name]), name
+    assert sweep_cache_name(SPEC, alone) != sweep_cache_name(SPEC)
+    names = list(NOISE_SWEEP)
+    assert all(not np.array_equal(sweep[a], sweep[b]) for a in names for b in names if a < b)
+    # noise-free recordings: the PC error alone changes the patterns, by more than another orientation's noise
+    clean = PatternNoise(counts=1e9, background=0.0, blur=0.0, read_noise=0.0)
+    exact = read_sweep(SPEC, tmp_path / "c", {"nominal": MeasurementCondition(clean),
+                                              "shifted": MeasurementCondition(clean, (0.01, -0.01, 0.01))})
+    nominal, shifted = (process_patterns(exact[k]) for k in ("nominal", "shifted"))
+    assert (nominal - shifted).abs().mean() > 0.02
+    file = tmp_path / "a" / sweep_cache_name(SPEC)
+    with h5py.File(file, "r+") as f:
+        f.attrs["spec"] = "{}"
+    with pytest.warns(UserWarning, match="moved to .*corrupt"):
+        again = read_sweep(SPEC, tmp_path / "a")
+    assert all(np.array_equal(again[k], sweep[k]) for k in sweep)
+    assert generate_sweep(SPEC, tmp_path / "a") == file
+
+
+def test_a_ramp_background_is_another_shape_of_the_same_mean():
+    ramp = PatternNoise(background_shape="ramp").background_profile((60, 60), 0.42)
+    gaussian = PatternNoise().background_profile((60, 60), 0.42)
+    assert torch.allclose(ramp.mean(), torch.tensor(1.0, dtype=torch.float64))
+    assert torch.all(ramp[1:, 0] > ramp[:-1, 0]) and torch.equal(ramp[:, 0], ramp[:, -1])
+    assert not torch.allclose(ramp, gaussian)
+    assert "background_shape" not in PatternNoise().content()  # the caches made before it keep their names
+    with pytest.raises(ValueError, match="background_shape"):
+        PatternNoise(background_shape="flat")
+
+
+@pytest.mark.slow
+def test_an_omnet_run_reports_both_methods_under_every_sweep_condition(workdir):
+    """The task's run logs OMNet and dictionary indexing on each noise-sweep condition, the table and the plot."""
+    import mlflow
+    import pandas as pd
+
+    from cli.train import main
+    from conftest import search_runs, task_args
+
+    main(task_args("omnet", "--trainer.max_epochs=1"))
+    run = search_runs(workdir, "ebsd_ni").iloc[0]
+    for name in NOISE_SWEEP:
+        for method in ("omnet", "dictionary_indexing"):
+            assert 0 <= run[f"metrics.test/sweep/{name}/{method}/mde"] <= 180, (name, method)
+    assert run["metrics.test/sweep/omnet_wins"] in range(len(NOISE_SWEEP) + 1)
+    assert pd.notna(run["metrics.test/baseline/dictionary_indexing/mde"])  # the test set's own comparison
+    table = mlflow.artifacts.load_text(f"runs:/{run.run_id}/ebsd_noise_sweep.md")
+    assert all(f"| {name} |" in table for name in NOISE_SWEEP)
+    plots = {a.path for a in mlflow.MlflowClient().list_artifacts(run.run_id, "plots")}
+    assert "plots/noise_sweep.png" in plots
