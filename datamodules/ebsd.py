@@ -4,7 +4,8 @@
 verified cache and prepares what the net sees (:func:`materials.ebsd_patterns.process_patterns`, kept as 8-bit):
 
 - ``train``: the dictionary (cubochoric sampling of the fundamental zone), as the paper trains on it whole;
-  with ``train_noise`` each batch is measured afresh with the test sets' noise model (augmentation).
+  with ``train_noise`` each batch is measured afresh with the test sets' noise model (augmentation), or with
+  ``train_noise: randomized`` with a noise model drawn for each batch from ``noise_ranges``.
 - ``val``, ``test``: noisy patterns at uniformly random orientations (1,000 test patterns, as the paper).
 - ``real`` (not a loader; for the baseline callback): kikuchipy's 9 real Ni patterns with their static
   background and detector (binned when the dictionary's detector is a whole fraction of 60×60).
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
+from typing import Literal
 
 import lightning.pytorch as pl
 import numpy as np
@@ -28,7 +30,7 @@ from datamodules.batches import SplitLoaders
 from datamodules.simulate.ebsd import NI_EXAMPLE_PC, EBSDDatasetSpec, check_detector, generate, open_checked
 from datamodules.simulate.ebsd_sweep import generate_sweep, read_sweep
 from datamodules.sources.registry import data_dir
-from materials.ebsd_patterns import PatternNoise, check_patterns, process_patterns, to_uint8
+from materials.ebsd_patterns import NoiseRanges, PatternNoise, check_patterns, process_patterns, to_uint8
 
 SPLIT_SETS = {"train": "dictionary", "val": "val", "test": "test"}
 
@@ -36,8 +38,8 @@ SPLIT_SETS = {"train": "dictionary", "val": "val", "test": "test"}
 class PatternRows(Dataset):
     """8-bit patterns and quaternions indexed by whole batches of rows; optionally re-measured per batch."""
 
-    def __init__(self, patterns: torch.Tensor, quaternions: torch.Tensor, noise: PatternNoise | None = None,
-                 pcx: float = 0.5):
+    def __init__(self, patterns: torch.Tensor, quaternions: torch.Tensor,
+                 noise: PatternNoise | NoiseRanges | None = None, pcx: float = 0.5):
         self.patterns, self.quaternions, self.noise, self.pcx = patterns, quaternions, noise, pcx
 
     def __len__(self) -> int:
@@ -46,7 +48,10 @@ class PatternRows(Dataset):
     def __getitem__(self, rows):
         rows = torch.as_tensor(rows)
         x = self.patterns[rows]
-        x = process_patterns(self.noise.measure(x, self.pcx)) if self.noise is not None else x.float() / 255
+        if self.noise is None:
+            return x.float()[:, None] / 255, self.quaternions[rows]
+        noise = self.noise.draw() if isinstance(self.noise, NoiseRanges) else self.noise  # a draw per batch
+        x = process_patterns(noise.measure(x, self.pcx))
         return x[:, None], self.quaternions[rows]
 
 
@@ -96,14 +101,17 @@ class EBSDDataModule(SplitLoaders, pl.LightningDataModule):
         pc: projection centre (Bruker) — default the mean of the example's nine.
         n_val, n_test: noisy patterns at random orientations (the paper tests on 1,000).
         noise: the measurement model of the val/test patterns (and of ``train_noise`` augmentation).
-        train_noise: measure every training batch afresh with ``noise`` (else train on the clean dictionary).
+        train_noise: measure every training batch afresh with ``noise``, or (``randomized``) with a noise model
+            drawn per batch from ``noise_ranges``; false: train on the clean dictionary.
+        noise_ranges: the ranges of ``train_noise: randomized``.
         train_fraction: train on only this seeded share of the dictionary (quick checks).
         noise_sweep: also prepare the test orientations under every noise-sweep condition (robustness tests).
     """
 
     def __init__(self, semi_edge_steps: list[int] | None = None, resolution: float | None = None,
                  detector_shape: tuple[int, int] = (60, 60), pc: tuple[float, float, float] = NI_EXAMPLE_PC,
-                 n_val: int = 500, n_test: int = 1000, noise: PatternNoise = PatternNoise(), train_noise: bool = False,
+                 n_val: int = 500, n_test: int = 1000, noise: PatternNoise = PatternNoise(),
+                 train_noise: bool | Literal["randomized"] = False, noise_ranges: NoiseRanges = NoiseRanges(),
                  train_fraction: float = 1.0, batch_size: int = 64, eval_batch_size: int = 512, seed: int = 0,
                  simulate_batch: int = 2048, noise_sweep: bool = True):
         super().__init__()
@@ -122,6 +130,9 @@ class EBSDDataModule(SplitLoaders, pl.LightningDataModule):
             raise ValueError(f"train_fraction must be in (0, 1], got {train_fraction}")
         if isinstance(noise, dict):  # as a checkpoint's hyperparameters keep it
             noise = PatternNoise(**noise)
+        if isinstance(noise_ranges, dict):
+            noise_ranges = NoiseRanges(**{k: tuple(v) if isinstance(v, list) else v for k, v in noise_ranges.items()})
+        self.noise_ranges = noise_ranges
         self.spec = EBSDDatasetSpec(tuple(steps), tuple(detector_shape), tuple(pc), n_val=n_val, n_test=n_test,
                                     noise=noise, seed=seed, batch=simulate_batch)
         self.arrays: dict[str, dict[str, torch.Tensor]] = {}
@@ -164,9 +175,9 @@ class EBSDDataModule(SplitLoaders, pl.LightningDataModule):
         self.splits = {split: PatternRows(self.arrays[split]["patterns"], self.arrays[split]["quaternions"].float())
                        for split in SPLIT_SETS}
         if self.hparams.train_noise:  # the ideal dictionary patterns, measured afresh per batch
+            noise = self.noise_ranges if self.hparams.train_noise == "randomized" else self.spec.noise
             self.splits["train"] = PatternRows(torch.from_numpy(data["train"]["raw"]),
-                                               self.arrays["train"]["quaternions"].float(), self.spec.noise,
-                                               self.spec.pc[0])
+                                               self.arrays["train"]["quaternions"].float(), noise, self.spec.pc[0])
         self.real = real_ni_patterns(self.spec)
         if self.real is not None:
             self.real["patterns"] = prepared(self.real["raw"], self.real["static_background"])

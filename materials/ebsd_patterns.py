@@ -166,6 +166,43 @@ def to_uint8(unit: torch.Tensor) -> torch.Tensor:
 
 
 @dataclass(frozen=True)
+class NoiseRanges:
+    """Where randomised training measurements are drawn from (:meth:`draw`: one :class:`PatternNoise` each).
+
+    Electron counts log-uniform, the other parameters uniform, a ramp background with probability
+    ``ramp_share``; the defaults reach past the noise sweep's conditions on every side rather than matching
+    them (counts 3-300 there, 2-500 here; backgrounds to 6 there, to 8 here; blur to 2 px there, 2.5 here)."""
+
+    counts: tuple[float, float] = (2.0, 500.0)
+    background: tuple[float, float] = (0.5, 8.0)
+    background_width: tuple[float, float] = (0.1, 0.6)
+    ramp_share: float = 0.3
+    blur: tuple[float, float] = (0.0, 2.5)
+    read_noise: tuple[float, float] = (0.0, 20.0)
+
+    def __post_init__(self):
+        for name in ("counts", "background", "background_width", "blur", "read_noise"):
+            low, high = getattr(self, name)
+            if not 0 <= low <= high or (name in ("counts", "background_width") and low <= 0):
+                raise ValueError(f"noise range {name} must be 0 <= low <= high (counts, width: low > 0), "
+                                 f"got {(low, high)}")
+        if not 0 <= self.ramp_share <= 1:
+            raise ValueError(f"ramp_share must lie in [0, 1], got {self.ramp_share}")
+
+    def draw(self, generator: torch.Generator | None = None) -> PatternNoise:
+        u = torch.rand(6, generator=generator, dtype=torch.float64).tolist()
+
+        def uniform(bounds, x):
+            return bounds[0] + (bounds[1] - bounds[0]) * x
+
+        log_counts = uniform((np.log(self.counts[0]), np.log(self.counts[1])), u[0])
+        return PatternNoise(counts=float(np.exp(log_counts)), background=uniform(self.background, u[1]),
+                            background_width=uniform(self.background_width, u[2]),
+                            background_shape="ramp" if u[3] < self.ramp_share else "gaussian",
+                            blur=uniform(self.blur, u[4]), read_noise=uniform(self.read_noise, u[5]))
+
+
+@dataclass(frozen=True)
 class MeasurementCondition:
     """How a test set is recorded: its noise, and the error of the projection centre the dictionary assumes
     (Bruker fractions added to the true PC: the patterns are simulated at PC + ``pc_error``)."""

@@ -13,7 +13,7 @@ import torch
 
 from datamodules.simulate.ebsd import (CHUNK, SETS, EBSDDatasetSpec, check_detector, generate, master_pattern,
                                        open_checked, orientations, project)
-from materials.ebsd_patterns import (NOISE_SWEEP, MeasurementCondition, PatternNoise, check_patterns, gaussian_blur,
+from materials.ebsd_patterns import (NOISE_SWEEP, MeasurementCondition, NoiseRanges, PatternNoise, check_patterns, gaussian_blur,
                                     process_patterns)
 from materials.orientations import cubic_symmetry, disorientation, quaternion_multiply
 
@@ -299,3 +299,31 @@ def test_an_omnet_run_reports_both_methods_under_every_sweep_condition(workdir):
     assert all(f"| {name} |" in table for name in NOISE_SWEEP)
     plots = {a.path for a in mlflow.MlflowClient().list_artifacts(run.run_id, "plots")}
     assert "plots/noise_sweep.png" in plots
+
+
+def test_randomized_training_noise_draws_a_measurement_per_batch_within_its_ranges(workdir):
+    from cli.train import build
+    from conftest import task_args
+
+    ranges = NoiseRanges()
+    g = torch.Generator().manual_seed(0)
+    draws = [ranges.draw(g) for _ in range(400)]
+    for name in ("counts", "background", "background_width", "blur", "read_noise"):
+        values = [getattr(d, name) for d in draws]
+        low, high = getattr(ranges, name)
+        assert low <= min(values) and max(values) <= high and max(values) - min(values) > 0.8 * (high - low), name
+    counts = np.log([d.counts for d in draws])  # log-uniform: as many draws below the geometric middle as above
+    assert abs(np.mean(counts < np.log(np.sqrt(2.0 * 500.0))) - 0.5) < 0.1
+    assert 0.2 < np.mean([d.background_shape == "ramp" for d in draws]) < 0.4
+    with pytest.raises(ValueError, match="noise range counts"):
+        NoiseRanges(counts=(0.0, 10.0))
+    # through the task's config: each training batch of the same rows is measured under another draw
+    cli = build(task_args("omnet", "--data.init_args.train_noise=randomized",
+                          "--data.init_args.noise_ranges.blur=[0.0, 1.0]"))
+    dm = cli.datamodule
+    assert dm.noise_ranges.blur == (0.0, 1.0)
+    dm.prepare_data()
+    dm.setup()
+    first, second = (dm.splits["train"][torch.arange(16)][0] for _ in range(2))
+    assert first.shape == (16, 1, 60, 60) and not torch.equal(first, second)
+    assert isinstance(dm.splits["train"].noise, NoiseRanges)
