@@ -295,6 +295,11 @@ def test_an_omnet_run_reports_both_methods_under_every_sweep_condition(workdir):
             assert 0 <= run[f"metrics.test/sweep/{name}/{method}/mde"] <= 180, (name, method)
     assert run["metrics.test/sweep/omnet_wins"] in range(len(NOISE_SWEEP) + 1)
     assert pd.notna(run["metrics.test/baseline/dictionary_indexing/mde"])  # the test set's own comparison
+    # the real patterns: OMNet's answer refined, both routes timed, a row per pattern
+    assert 0 <= run["metrics.test/real/omnet_refined/mde"] <= run["metrics.test/real/omnet/mde"] + 5
+    assert run["metrics.test/real/omnet_refined/seconds"] > 0 and run["metrics.test/real/dictionary_indexing_refined/seconds"] > 0
+    baselines = mlflow.artifacts.load_text(f"runs:/{run.run_id}/ebsd_baselines.md")
+    assert "OMNet + refinement" in baselines and "| 8 |" in baselines
     table = mlflow.artifacts.load_text(f"runs:/{run.run_id}/ebsd_noise_sweep.md")
     assert all(f"| {name} |" in table for name in NOISE_SWEEP)
     plots = {a.path for a in mlflow.MlflowClient().list_artifacts(run.run_id, "plots")}
