@@ -83,8 +83,9 @@ class MVEDataModule(pl.LightningDataModule):
     Args:
         n_elements: elements to simulate (the papers: 8,550 of 51³; 2,500/3,000 of 21³).
         size: voxels per edge. contrast: E_hard / E_soft (E_hard = 120 GPa, ν = 0.3).
-        volume_fraction / correlation_length / anisotropic: how elements are drawn
-            (:class:`materials.microstructure.MicrostructureSampler`).
+        volume_fraction / correlation_length / anisotropic / morphologies: how elements are drawn
+            (:class:`materials.microstructure.MicrostructureSampler`; ``morphologies``: families of
+            :mod:`materials.morphologies`, one drawn per element, e.g. [gaussian, particles, fibres, laminate]).
         tol: solver tolerance on the relative non-equilibrated stress.
         split: fractions of elements for train / val / test.
         train_fraction: train on only this seeded share of the training elements (quick runs).
@@ -103,13 +104,14 @@ class MVEDataModule(pl.LightningDataModule):
                  anisotropic: bool = False, tol: float = 1e-5, seed: int = 0,
                  split: tuple[float, float, float] = (0.7, 0.15, 0.15), batch_size: int = 32,
                  train_fraction: float = 1.0, simulate_device: Literal["auto", "cpu", "cuda"] = "auto", simulate_batch: int = 8,
-                 data_device: Literal["auto", "cpu"] = "auto"):
+                 data_device: Literal["auto", "cpu"] = "auto", morphologies: list[str] | None = None):
         super().__init__()
         self.save_hyperparameters()
         if abs(sum(split) - 1) > 1e-9 or min(split) <= 0:
             raise ValueError(f"split must be three positive fractions summing to 1, got {split}")
         self.spec = MVEDatasetSpec(self.kind, n_elements, size, tuple(volume_fraction), tuple(correlation_length),
-                                   anisotropic, contrast, tol=tol, seed=seed, batch=simulate_batch)
+                                   anisotropic, contrast, tol=tol, seed=seed, batch=simulate_batch,
+                                   morphologies=None if morphologies is None else tuple(morphologies))
         self.arrays: dict[str, dict[str, np.ndarray]] = {}
 
     @property
@@ -197,11 +199,12 @@ class LocalizationDataModule(MVEDataModule):
                  split: tuple[float, float, float] = (0.7, 0.15, 0.15), batch_size: int = 512,
                  train_fraction: float = 1.0, simulate_device: Literal["auto", "cpu", "cuda"] = "auto",
                  simulate_batch: int = 32, neighbourhood: int = 11, data_device: Literal["auto", "cpu"] = "auto",
-                 elements_per_batch: int | None = None):
+                 elements_per_batch: int | None = None, morphologies: list[str] | None = None):
         if elements_per_batch is not None and elements_per_batch < 1:
             raise ValueError(f"elements_per_batch must be a positive number of elements or None, got {elements_per_batch}")
         super().__init__(n_elements, size, contrast, volume_fraction, correlation_length, anisotropic, tol, seed,
-                         split, batch_size, train_fraction, simulate_device, simulate_batch, data_device)
+                         split, batch_size, train_fraction, simulate_device, simulate_batch, data_device,
+                         morphologies=morphologies)
         self.save_hyperparameters()
 
     @property

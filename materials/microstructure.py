@@ -70,16 +70,23 @@ class MicrostructureSampler:
         size: voxels per edge (51 for homogenization, 21 for localization).
         volume_fraction: range of the phase-1 volume fraction, drawn uniformly per element.
         correlation_length: range of the Gaussian filter width in voxels, drawn uniformly
-            (per axis when ``anisotropic``, else one value for all three axes).
-        anisotropic: draw an independent correlation length per axis.
+            (per axis when ``anisotropic``, else one value for all three axes); the other morphologies scale
+            their sizes from it (:mod:`materials.morphologies`).
+        anisotropic: draw an independent correlation length per axis (the ``gaussian-anisotropic`` family).
+        morphologies: the families to draw from, one chosen uniformly per element (default: the Gaussian
+            family, isotropic or per ``anisotropic``); the draw records each element's ``morphology`` (an index
+            into this tuple).
     """
 
     size: int = 51
     volume_fraction: tuple[float, float] = (0.1, 0.9)
     correlation_length: tuple[float, float] = (1.0, 5.0)
     anisotropic: bool = False
+    morphologies: tuple[str, ...] | None = None
 
     def __post_init__(self):
+        from materials.morphologies import MORPHOLOGIES
+
         low, high = self.volume_fraction
         if not (0 < low <= high < 1):
             raise ValueError(f"volume_fraction must lie inside (0, 1), got {self.volume_fraction}")
@@ -87,23 +94,55 @@ class MicrostructureSampler:
             raise ValueError(f"correlation_length must be a positive range, got {self.correlation_length}")
         if self.size < 3:
             raise ValueError(f"size must be at least 3 voxels, got {self.size}")
+        unknown = [m for m in self.families if m not in MORPHOLOGIES]
+        if unknown or not self.families:
+            raise ValueError(f"morphologies {list(self.families)}: use one or more of {', '.join(MORPHOLOGIES)}")
+
+    @property
+    def families(self) -> tuple[str, ...]:
+        if self.morphologies is not None:
+            return tuple(self.morphologies)
+        return ("gaussian-anisotropic",) if self.anisotropic else ("gaussian",)
 
     def draw(self, seeds, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
-        """One element per seed (so any subset can be regenerated alone): uint8 voxels and drawn parameters."""
+        """One element per seed (so any subset can be regenerated alone): uint8 voxels and drawn parameters
+        (``volume_fraction``, ``correlation_length``: the family's length per axis, ``morphology``)."""
+        if self.families in (("gaussian",), ("gaussian-anisotropic",)):
+            return self._draw_gaussian(seeds, device, anisotropic=self.families == ("gaussian-anisotropic",))
+        from materials.morphologies import MORPHOLOGIES
+
+        fractions, lengths, fields, chosen = [], [], [], []
+        low, high = self.volume_fraction
+        for seed in seeds:
+            g = torch.Generator().manual_seed(int(seed))
+            index = int(torch.randint(len(self.families), (1,), generator=g)) if len(self.families) > 1 else 0
+            fractions.append(low + (high - low) * torch.rand(1, generator=g, dtype=torch.float64))
+            field, length = MORPHOLOGIES[self.families[index]](g, self.size, *self.correlation_length,
+                                                               float(fractions[-1]))
+            fields.append(field)
+            lengths.append(length)
+            chosen.append(index)
+        micro = threshold_to_fraction(torch.stack(fields).to(device), torch.cat(fractions))
+        return {"micro": micro.cpu(), "volume_fraction": micro.double().mean(dim=(1, 2, 3)).cpu(),
+                "correlation_length": torch.stack(lengths), "morphology": torch.tensor(chosen, dtype=torch.uint8)}
+
+    def _draw_gaussian(self, seeds, device, anisotropic: bool) -> dict[str, torch.Tensor]:
+        """The Gaussian family alone, all elements filtered in one batch (the datasets made before the other
+        families existed, element for element)."""
         fractions, lengths, noise = [], [], []
         low, high = self.volume_fraction
         lo, hi = self.correlation_length
         for seed in seeds:
             g = torch.Generator().manual_seed(int(seed))
             fractions.append(low + (high - low) * torch.rand(1, generator=g, dtype=torch.float64))
-            axes = 3 if self.anisotropic else 1
+            axes = 3 if anisotropic else 1
             lengths.append((lo + (hi - lo) * torch.rand(axes, generator=g, dtype=torch.float64)).expand(3))
             noise.append(torch.randn((self.size,) * 3, generator=g, dtype=torch.float64))
         lengths = torch.stack(lengths)
         field = gaussian_filter_periodic(torch.stack(noise).to(device), lengths)
         micro = threshold_to_fraction(field, torch.cat(fractions))
         return {"micro": micro.cpu(), "volume_fraction": micro.double().mean(dim=(1, 2, 3)).cpu(),
-                "correlation_length": lengths}
+                "correlation_length": lengths, "morphology": torch.zeros(len(lengths), dtype=torch.uint8)}
 
 
 def periodic_neighbourhoods(micro: torch.Tensor, element: torch.Tensor, voxel: torch.Tensor, k: int) -> torch.Tensor:

@@ -9,7 +9,8 @@ Fletcher-32 checksummed, so a corrupted chunk fails on read; a file whose
 recorded parameters or version differ from the request is refused.
 
 Stored per element: ``micro`` (uint8 voxels), ``volume_fraction``,
-``correlation_length`` (3 voxels), ``c11`` (GPa: mean σ11 under unit
+``correlation_length`` (3 voxels: the family's length per axis), with several
+``morphologies`` each element's ``morphology`` (an index into them), ``c11`` (GPa: mean σ11 under unit
 macroscopic ε11, the other strains 0), ``iterations`` and ``residual`` of the
 solver, and for localization ``strain11`` (local ε11 over the applied ε11,
 float32).
@@ -51,6 +52,7 @@ class MVEDatasetSpec:
     max_iter: int = 1000
     seed: int = 0
     batch: int = field(default=8, compare=False)  # elements per solver call: speed only, not content
+    morphologies: tuple[str, ...] | None = None  # families drawn from (materials.morphologies); None: Gaussian
 
     def __post_init__(self):
         if self.n_elements < 1:
@@ -59,7 +61,7 @@ class MVEDatasetSpec:
 
     def sampler(self) -> MicrostructureSampler:
         return MicrostructureSampler(self.size, tuple(self.volume_fraction), tuple(self.correlation_length),
-                                     self.anisotropic)
+                                     self.anisotropic, None if self.morphologies is None else tuple(self.morphologies))
 
     def material(self) -> TwoPhaseElasticity:
         return TwoPhaseElasticity(self.young_hard, self.contrast, self.poisson, self.poisson)
@@ -68,6 +70,10 @@ class MVEDatasetSpec:
         d = asdict(self)
         d.pop("batch")
         d["volume_fraction"], d["correlation_length"] = list(self.volume_fraction), list(self.correlation_length)
+        if self.morphologies is None:  # the datasets made before other families existed keep their names
+            d.pop("morphologies")
+        else:
+            d["morphologies"] = list(self.morphologies)
         return {"simulator_version": SIMULATOR_VERSION, **d}
 
     def cache_name(self) -> str:
@@ -90,6 +96,8 @@ def _create(path: Path, spec: MVEDatasetSpec):
         f.create_dataset("micro", (n, s, s, s), dtype="u1", **voxels)
         if spec.kind == "localization":
             f.create_dataset("strain11", (n, s, s, s), dtype="f4", **voxels)
+        if spec.morphologies is not None:  # each element's family, an index into spec.morphologies
+            f.create_dataset("morphology", (n,), dtype="u1", fletcher32=True)
         for name, shape, dtype in (("volume_fraction", (n,), "f8"), ("correlation_length", (n, 3), "f8"),
                                    ("c11", (n,), "f8"), ("iterations", (n,), "i4"), ("residual", (n,), "f8")):
             f.create_dataset(name, shape, dtype=dtype, fletcher32=True)
@@ -130,6 +138,8 @@ def generate(spec: MVEDatasetSpec, root: Path, device: str = "auto", progress: b
             f["micro"][rows] = drawn["micro"].numpy()
             f["volume_fraction"][rows] = drawn["volume_fraction"].numpy()
             f["correlation_length"][rows] = drawn["correlation_length"].numpy()
+            if "morphology" in f:
+                f["morphology"][rows] = drawn["morphology"].numpy()
             f["c11"][rows] = c11.cpu().numpy()
             f["iterations"][rows] = solution.iterations.cpu().numpy()
             f["residual"][rows] = solution.residual.cpu().numpy()
