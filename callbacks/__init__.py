@@ -1,5 +1,6 @@
 """Floor 2: what watches a run (MLflow artifacts, plots, the logged model)."""
 
+from callbacks.calibration import UncertaintyCalibration
 from callbacks.composition_model import LogCompositionModel
 from callbacks.confusion_matrix import ConfusionMatrixArtifact
 from callbacks.ebsd_baselines import DictionaryIndexingBaseline
@@ -14,4 +15,4 @@ from callbacks.xrd_baselines import XRDBaselines
 
 __all__ = ["ConfusionMatrixArtifact", "DictionaryIndexingBaseline", "DisorientationPlots", "HomogenizationBaselines", "LocalizationBaselines",
            "LogCompositionModel", "MLflowRunInfo", "MLflowSaveConfig", "NoiseSweep",
-           "PolymorphMetrics", "RegressionPlots", "RunLogger", "RunTimeline", "XRDBaselines"]
+           "PolymorphMetrics", "RegressionPlots", "RunLogger", "RunTimeline", "UncertaintyCalibration", "XRDBaselines"]

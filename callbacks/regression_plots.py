@@ -50,8 +50,10 @@ def parity_and_cdf(pred: np.ndarray, true: np.ndarray, out_dir: Path, unit: str 
     return [parity, cdf]
 
 
-def calibration_plot(pred: np.ndarray, std: np.ndarray, true: np.ndarray, out_dir: Path) -> Path:
-    """``calibration.png``: observed coverage of the central intervals mean ± z·std against the expected."""
+def calibration_plot(pred: np.ndarray, std: np.ndarray, true: np.ndarray, out_dir: Path,
+                     raw_std: np.ndarray | None = None) -> Path:
+    """``calibration.png``: observed coverage of the central intervals mean ± z·std against the expected (and of
+    the net's own σ before recalibration, when given)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -63,6 +65,9 @@ def calibration_plot(pred: np.ndarray, std: np.ndarray, true: np.ndarray, out_di
     expected, observed = (a.numpy() for a in calibration_curve(*(torch.from_numpy(a) for a in (pred, std, true))))
     fig, ax = plt.subplots(figsize=(4.5, 4.5))
     ax.plot([0, 1], [0, 1], "k--", lw=1, label="calibrated")
+    if raw_std is not None:
+        before = calibration_curve(*(torch.from_numpy(a) for a in (pred, raw_std, true)))[1].numpy()
+        ax.plot(expected, before, "s:", color="grey", label=f"before calibration (mean std {raw_std.mean():.3f})")
     ax.plot(expected, observed, "o-", label=f"test (mean std {std.mean():.3f})")
     ax.fill_between(expected, expected, observed, alpha=0.2)
     ax.set(xlabel="expected coverage of the central interval", ylabel="observed coverage", xlim=(0, 1), ylim=(0, 1),
@@ -88,6 +93,7 @@ class RegressionPlots(pl.Callback):
             unit = getattr(trainer.datamodule, "target_unit", "eV/atom")
             paths = parity_and_cdf(pred, true, Path(tmp), unit=unit)
             if len(outputs) > 2:  # a predictive standard deviation
-                paths.append(calibration_plot(pred, outputs[2].numpy(), true, Path(tmp)))
+                raw = outputs[3].numpy() if len(outputs) > 3 else None  # σ before calibration
+                paths.append(calibration_plot(pred, outputs[2].numpy(), true, Path(tmp), raw))
             for path in paths:
                 logger.experiment.log_artifact(logger.run_id, str(path), "plots")

@@ -7,7 +7,8 @@ an MLflow run's model ``runs:/<run_id>/model`` or a registered model
 
 The output keeps every input row and adds the prediction, named by the model's
 target and unit (``formation_enthalpy_eV_per_atom``; ``prediction`` when the
-training data were a user file), ``std`` for a model trained with uncertainty,
+training data were a user file), ``std`` for a model trained with uncertainty (calibrated, with the 95 %
+interval ``low_95``, ``high_95``, when the model carries a calibration),
 ``run_id`` (the MLflow run that trained the model) and ``in_training_data``
 (the formula's reduced composition was in the training or validation split).
 
@@ -302,7 +303,7 @@ def predict(args: argparse.Namespace) -> pd.DataFrame:
     module, datamodule, run_id = load_model(args.model)
     out = predict_formulas(module, datamodule, table[column][ok].tolist(), source=str(source))
     name = prediction_column(datamodule)
-    for col, new in ((name, "prediction"), ("std", "std")):
+    for col, new in ((name, "prediction"), ("std", "std"), ("low_95", "low_95"), ("high_95", "high_95")):
         if new in out:
             table[col] = np.nan
             table.loc[ok, col] = out[new].to_numpy()

@@ -39,14 +39,21 @@ def predict_formulas(module: PropertyRegressor, datamodule: CompositionDataModul
                      skip_bad: bool = False, source: str = "<input>", first_row: int = 2,
                      batch_size: int = 65536) -> pd.DataFrame:
     """A table of formula, prediction (NaN for rows skipped as bad), and ``std`` when the model was trained
-    with uncertainty (MC dropout or an ensemble)."""
+    with uncertainty (MC dropout or an ensemble): the calibrated σ' with the central 95 % interval
+    (``low_95``, ``high_95``) when the model carries a calibration (:mod:`lightning_modules.calibration`)."""
     formulas = list(formulas)
     x, parsed = datamodule.featurize_formulas(formulas, skip_bad=skip_bad, source=source, first_row=first_row)
-    outputs = [module.predict_with_std(chunk) for chunk in x.split(batch_size)]
+    outputs = [module.raw_predict_with_std(chunk) for chunk in x.split(batch_size)]
     table = pd.DataFrame({"formula": formulas})
     columns = {"prediction": [mean for mean, _ in outputs]}
+    calibration = getattr(module, "calibration", None)
     if module.hparams.get("uncertainty", "none") != "none":
-        columns["std"] = [std for _, std in outputs]
+        if calibration is None:
+            columns["std"] = [std for _, std in outputs]
+        else:
+            columns["std"] = [calibration.sigma(std) for _, std in outputs]
+            bounds = [calibration.interval(mean, std, 0.95) for mean, std in outputs]
+            columns["low_95"], columns["high_95"] = [lo for lo, _ in bounds], [hi for _, hi in bounds]
     for name, chunks in columns.items():
         out = np.full(len(formulas), np.nan, dtype=np.float64)
         if chunks:

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 from torchmetrics import CatMetric, MeanAbsoluteError, MeanSquaredError, MetricCollection, MinMetric, R2Score
 
+from lightning_modules.calibration import SigmaCalibration
 from lightning_modules.pretrained import load_net_weights
 from lightning_modules.optim import configure
 from lightning_modules.stages import StagedMetrics
@@ -38,6 +39,10 @@ class PropertyRegressor(StagedMetrics, pl.LightningModule):
             (``ensemble_size`` independently initialised copies of the net trained side by side);
             :mod:`lightning_modules.uncertainty`. Tests then log ``test/nll``, ``test/coverage_68``,
             ``test/coverage_95`` and a calibration plot, and predictions carry a standard deviation.
+        calibration: how σ is recalibrated on the validation split before testing (``conformal`` or ``scale``:
+            :mod:`lightning_modules.calibration`; ``none`` keeps the raw σ); the checkpoint keeps it, so
+            predictions carry calibrated σ and intervals. ``test/coverage_*``, ``test/nll`` are then the calibrated
+            scores, ``test/uncalibrated/*`` the raw σ's, ``test/calibrated_<method>/*`` each method's.
     """
 
     best_metric = "val/mae"
@@ -48,7 +53,7 @@ class PropertyRegressor(StagedMetrics, pl.LightningModule):
                  lr_schedule: Literal["constant", "plateau", "onecycle", "cosine"] = "constant",
                  init_from: str | None = None,
                  uncertainty: Literal["none", "mc_dropout", "ensemble"] = "none", mc_samples: int = 30,
-                 ensemble_size: int = 5):
+                 ensemble_size: int = 5, calibration: Literal["conformal", "scale", "none"] = "conformal"):
         super().__init__()
         self.save_hyperparameters()
         self.net = net
@@ -69,6 +74,9 @@ class PropertyRegressor(StagedMetrics, pl.LightningModule):
         self.transferred_from: str | None = None
         # the local file of an ``init_from`` that is not one (best:<dataset>, an MLflow model): cli/sources.py
         self.source_checkpoint: str | None = None
+        #: σ's recalibration (callbacks.UncertaintyCalibration fits it before testing; checkpoints keep it)
+        self.calibration: SigmaCalibration | None = None
+        self.calibration_alternatives: dict[str, SigmaCalibration] = {}
 
     def setup(self, stage: str) -> None:
         # before a resumed fit restores its checkpoint, which then overrides these weights
@@ -100,8 +108,24 @@ class PropertyRegressor(StagedMetrics, pl.LightningModule):
         it, so the dropout-off net's output shrinks towards zero (``make analyze`` on an SSUB transfer
         model, all 2,083 SSUB rows: slope 0.78 against the targets dropout-off, 1.02 for the mean of 30
         passes; MAE 0.289 against 0.127), which costs most on targets far from zero, as SSUB's are.
-        Screening uses the dropout-off net (one pass); ``make predict`` the mean."""
+        Screening uses the dropout-off net (one pass); ``make predict`` the mean. The standard deviation is the
+        calibrated σ' when the model has a calibration (:attr:`calibration`), else the raw one."""
+        mean, std = self.raw_predict_with_std(x)
+        if std is not None and self.calibration is not None:
+            std = self.calibration.sigma(std)
+        return mean, std
+
+    def raw_predict_with_std(self, x) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(mean, the net's own standard deviation or None), before any calibration."""
         return PREDICTIVE[self.hparams.uncertainty](self, x)
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        if self.calibration is not None:
+            checkpoint["sigma_calibration"] = self.calibration.state()
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        state = checkpoint.get("sigma_calibration")
+        self.calibration = SigmaCalibration.from_state(state) if state else None
 
     def _step(self, batch, metrics, stage: str):
         if stage == "train":
@@ -121,7 +145,7 @@ class PropertyRegressor(StagedMetrics, pl.LightningModule):
         else:
             # validation scores what the test will: with mc_dropout the Monte Carlo mean, not the
             # dropout-off net, which for ElemNet is a different function (see predict_with_std)
-            pred, std = self.predict_with_std(x) if stage in ("val", "test") else (self(x), None)
+            pred, std = self.raw_predict_with_std(x) if stage in ("val", "test") else (self(x), None)
             loss = self.loss_fn(pred, y)
         metrics.update(pred.detach().squeeze(1), y.squeeze(1))
         self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, prog_bar=stage != "test",
@@ -150,8 +174,17 @@ class PropertyRegressor(StagedMetrics, pl.LightningModule):
         self.last_test_outputs = (pred.cpu(), true.cpu())
         if self.hparams.uncertainty != "none":
             std = self.test_std.compute().float()
-            values.update({f"test/{k}": v for k, v in gaussian_scores(pred, std, true).items()})
-            self.last_test_outputs += (std.cpu(),)
+            raw = gaussian_scores(pred, std, true)
+            values.update({f"test/{k}": v for k, v in raw.items()})
+            for method, calibration in self.calibration_alternatives.items():
+                values.update({f"test/calibrated_{method}/{k}": v
+                               for k, v in calibration.scores(pred, std, true).items()})
+            if self.calibration is not None:  # the headline scores are the intervals a user gets
+                values.update({f"test/uncalibrated/{k}": v for k, v in raw.items()})
+                values.update({f"test/{k}": v for k, v in self.calibration.scores(pred, std, true).items()})
+                self.last_test_outputs += (self.calibration.sigma(std).cpu(), std.cpu())
+            else:
+                self.last_test_outputs += (std.cpu(),)
         self.test_std.reset()
         self.log_dict(values)
 

@@ -85,12 +85,23 @@ def test_uncertainty_run_logs_scores_and_calibration_and_predicts_a_std(kind, ex
     assert run["metrics.test/std_mean"] > 0
     plots = {a.path for a in mlflow.MlflowClient().list_artifacts(run.run_id, "plots")}
     assert "plots/calibration.png" in plots
+    # σ recalibrated on the validation split: both methods scored, the headline is the calibrated one
+    for method in ("conformal", "scale", "uncalibrated"):
+        prefix = "test/uncalibrated" if method == "uncalibrated" else f"test/calibrated_{method}"
+        assert 0 <= run[f"metrics.{prefix}/coverage_68"] <= run[f"metrics.{prefix}/coverage_95"] <= 1, method
+    assert run["metrics.test/coverage_68"] == run["metrics.test/calibrated_conformal/coverage_68"]
     inp = workdir / "formulas.csv"
     pd.DataFrame({"formula": ["NaCl", "Fe2O3", "TiO2"]}).to_csv(inp, index=False)
     ckpt = cli.trainer.checkpoint_callback.best_model_path
+    import torch
+
+    kept = torch.load(ckpt, map_location="cpu", weights_only=False)["sigma_calibration"]  # in the tested file
+    assert kept["method"] == "conformal" and kept["n"] > 10
     from_ckpt = predict(["--model", ckpt, "--input", str(inp), "--output", str(workdir / "a.csv")])
-    columns = ["formula", "formation_enthalpy_eV_per_atom", "std", "run_id", "in_training_data"]
+    columns = ["formula", "formation_enthalpy_eV_per_atom", "std", "low_95", "high_95", "run_id", "in_training_data"]
     assert list(from_ckpt.columns) == columns and (from_ckpt["std"] > 0).all()
+    value = from_ckpt["formation_enthalpy_eV_per_atom"]
+    assert (from_ckpt["low_95"] < value).all() and (value < from_ckpt["high_95"]).all()
     from_mlflow = predict(["--model", f"runs:/{run.run_id}/model", "--input", str(inp), "--output", str(workdir / "b.csv")])
     assert list(from_mlflow.columns) == columns and (from_mlflow["std"] > 0).all()
     if kind == "ensemble":  # deterministic: the checkpoint and the MLflow model agree exactly
@@ -121,3 +132,32 @@ def test_intervals_widen_out_of_distribution(kind):
         inside = module.predict_with_std(torch.linspace(-0.9, 0.9, 50)[:, None])[1].mean()
         outside = module.predict_with_std(torch.cat([torch.linspace(-4, -3, 25), torch.linspace(3, 4, 25)])[:, None])[1]
     assert outside.mean() > 2 * inside, (kind, float(inside), float(outside.mean()))
+
+
+@pytest.mark.parametrize("method", ["conformal", "scale"])
+def test_calibration_restores_the_coverage_of_a_known_miscalibration(method):
+    """σ three times too small (and errors from a Student t, not a normal): fitted on held-out rows, the
+    intervals cover 68 % and 95 % of new rows; the state round-trips as a checkpoint keeps it."""
+    from lightning_modules.calibration import SigmaCalibration
+
+    g = torch.Generator().manual_seed(0)
+
+    def rows(n):
+        mean, std = torch.randn(n, generator=g), 0.05 + torch.rand(n, generator=g)
+        noise = torch.distributions.StudentT(8.0).sample((n,)) if method == "conformal" else torch.randn(n, generator=g)
+        return mean, std, mean + 3 * std * noise
+
+    torch.manual_seed(0)
+    calibration = SigmaCalibration.fit(*rows(4000), method=method)
+    mean, std, true = rows(20000)
+    raw = gaussian_scores(mean, std, true)
+    assert raw["coverage_68"] < 0.35 and raw["coverage_95"] < 0.6  # the net's σ as it comes: overconfident
+    scores = calibration.scores(mean, std, true)
+    assert scores["coverage_68"].item() == pytest.approx(0.68, abs=0.02)
+    assert scores["coverage_95"].item() == pytest.approx(0.95, abs=0.01)
+    assert scores["nll"] < raw["nll"]
+    again = SigmaCalibration.from_state(calibration.state())
+    assert torch.equal(again.sigma(std), calibration.sigma(std))
+    assert all(torch.equal(a, b) for a, b in zip(again.interval(mean, std, 0.95), calibration.interval(mean, std, 0.95)))
+    with pytest.raises(ValueError, match="at least 10 held-out rows"):
+        SigmaCalibration.fit(mean[:5], std[:5], true[:5])
