@@ -242,27 +242,41 @@ def registered_run_id(uri: str) -> str | None:
     return max(versions, key=lambda v: int(v.version)).run_id if versions else None
 
 
-def training_membership(datamodule, fractions: np.ndarray) -> tuple[np.ndarray | None, str]:
-    """Whether each composition (reduced: Fe4O6 is Fe2O3) was in the model's training or validation split, from
-    the split rebuilt with the checkpoint's data settings out of the cached dataset; None and why if it cannot be."""
+def rebuilt_split(datamodule) -> tuple[dict[str, np.ndarray] | None, str]:
+    """The model's train, val and test compositions, rebuilt with the checkpoint's data settings out of the
+    cached dataset; None and why if they cannot be (predicting never fetches a dataset)."""
     from datamodules.sources.derived import DERIVED
     from datamodules.sources.registry import DATASETS, data_dir
-    from materials.composition import composition_keys
 
     name = str(datamodule.hparams.get("dataset"))
     sources = DERIVED[name].sources if name in DERIVED else (name,) if name in DATASETS else ()
     local = all((data_dir() / "raw" / e.member).exists() for s in sources for e in DATASETS[s].values())
     local = local and (name not in DERIVED or any((data_dir() / "derived").glob(f"{name}-*.csv")))
-    if not local or not (sources or Path(name).is_file()):  # predicting never fetches a dataset
+    if not local or not (sources or Path(name).is_file()):
         return None, f"the training data ({name}) are not on this machine (make data fetches the registered datasets)"
     try:
         rebuilt = type(datamodule)(**dict(datamodule.hparams))
         rebuilt.setup()
     except Exception as exc:
         return None, f"the training split of {name} could not be rebuilt ({type(exc).__name__}: {exc})"
-    seen = np.concatenate([rebuilt.compositions[s][0] for s in ("train", "val")])
+    return {split: rebuilt.compositions[split][0] for split in ("train", "val", "test")}, ""
+
+
+def training_membership(split: dict[str, np.ndarray], fractions: np.ndarray) -> np.ndarray:
+    """Whether each composition (reduced: Fe4O6 is Fe2O3) was in the model's training or validation split."""
+    from materials.composition import composition_keys
+
+    seen = np.concatenate([split["train"], split["val"]])
     keys = composition_keys(np.concatenate([seen, fractions]))
-    return np.isin(keys[len(seen):], keys[:len(seen)]), ""
+    return np.isin(keys[len(seen):], keys[:len(seen)])
+
+
+def extrapolation(split: dict[str, np.ndarray], fractions: np.ndarray) -> dict[str, np.ndarray]:
+    """:class:`materials.extrapolation.ExtrapolationFlag` from the training split, its threshold from the
+    validation rows (the 95th percentile of their distance to the nearest training composition)."""
+    from materials.extrapolation import ExtrapolationFlag
+
+    return ExtrapolationFlag.fit(split["train"], split["val"]).assess(fractions)
 
 
 # ---------------------------------------------------------------------------------------------------------- main
@@ -308,12 +322,19 @@ def predict(args: argparse.Namespace) -> pd.DataFrame:
             table[col] = np.nan
             table.loc[ok, col] = out[new].to_numpy()
     table["run_id"] = run_id or ""
-    seen, why = training_membership(datamodule, fractions)
-    if seen is None:
-        print(f"predict: no in_training_data column: {why}", file=sys.stderr)
+    split, why = rebuilt_split(datamodule)
+    if split is None:
+        print(f"predict: no in_training_data or extrapolation columns: {why}", file=sys.stderr)
     else:
-        table["in_training_data"] = pd.array([pd.NA] * len(table), dtype="boolean")
-        table.loc[ok, "in_training_data"] = seen
+        columns = {"in_training_data": training_membership(split, fractions), **extrapolation(split, fractions)}
+        for col, values in columns.items():
+            table[col] = pd.array([pd.NA] * len(table), dtype="Float64" if values.dtype.kind == "f" else "boolean")
+            table.loc[ok, col] = values
+        flagged = int(columns["extrapolation"].sum())
+        if flagged:
+            print(f"predict: {flagged} of {int(ok.sum())} compositions lie outside the training data (column "
+                  "extrapolation: an unseen chemical system, or farther from the nearest training composition than "
+                  "95 % of the validation rows); trust their predictions less", file=sys.stderr)
     part = output.with_name(output.name + ".part")
     try:
         table.to_csv(part, index=False)

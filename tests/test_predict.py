@@ -68,16 +68,21 @@ def refused(capsys, args: list[str]) -> str:
 def test_every_model_source_predicts_the_same_named_column_with_run_id_and_training_flag(trained):
     t = trained
     inp = t.workdir / "formulas.csv"
-    formulas = ["NaCl", "Fe2O3", t.train_formula, t.test_formula]
-    pd.DataFrame({"formula": formulas, "note": list("abcd")}).to_csv(inp, index=False)
+    formulas = ["NaCl", "Fe2O3", t.train_formula, t.test_formula, "XePuTc"]  # the last: a system none has
+    pd.DataFrame({"formula": formulas, "note": list("abcde")}).to_csv(inp, index=False)
     tables = {}
     for kind, model in sources(t).items():
         out = t.workdir / f"{kind}.csv"
         tables[kind] = predict(["--model", model, "--input", str(inp), "--output", str(out)])
         written = pd.read_csv(out)
-        assert list(written.columns) == ["formula", "note", COLUMN, "run_id", "in_training_data"], kind
+        assert list(written.columns) == ["formula", "note", COLUMN, "run_id", "in_training_data",
+                                         "nearest_training_distance", "chemical_system_seen", "extrapolation"], kind
         assert written[COLUMN].notna().all() and (written["run_id"] == t.run_id).all(), kind
-        assert written["in_training_data"].tolist()[2:] == [True, False], kind
+        assert written["in_training_data"].tolist()[2:] == [True, False, False], kind
+        # a training composition is at distance 0 in a seen system, not flagged; the unseen system is
+        assert written["nearest_training_distance"][2] == 0 and written["chemical_system_seen"][2], kind
+        assert not written["extrapolation"][2] and written["extrapolation"][4], kind
+        assert not written["chemical_system_seen"][4] and written["nearest_training_distance"][4] > 0.5, kind
     for kind, table in tables.items():
         pd.testing.assert_frame_equal(table, tables["checkpoint"], atol=1e-5, rtol=1e-5, obj=kind)
 
@@ -88,7 +93,8 @@ def test_without_the_training_data_here_the_training_flag_is_left_out_with_a_not
     monkeypatch.setenv("MATDL_DATA_DIR", str(trained.workdir / "no-data"))  # a machine without the dataset
     out = predict(["--model", trained.ckpt, "--input", str(inp)])
     assert list(out.columns) == ["formula", COLUMN, "run_id"]
-    assert "no in_training_data column: the training data (ssub) are not on this machine" in capsys.readouterr().err
+    assert ("no in_training_data or extrapolation columns: the training data (ssub) are not on this machine"
+            in capsys.readouterr().err)
 
 
 @pytest.mark.parametrize("kind", ["checkpoint", "run", "alias"])

@@ -98,7 +98,8 @@ def test_uncertainty_run_logs_scores_and_calibration_and_predicts_a_std(kind, ex
     kept = torch.load(ckpt, map_location="cpu", weights_only=False)["sigma_calibration"]  # in the tested file
     assert kept["method"] == "conformal" and kept["n"] > 10
     from_ckpt = predict(["--model", ckpt, "--input", str(inp), "--output", str(workdir / "a.csv")])
-    columns = ["formula", "formation_enthalpy_eV_per_atom", "std", "low_95", "high_95", "run_id", "in_training_data"]
+    columns = ["formula", "formation_enthalpy_eV_per_atom", "std", "low_95", "high_95", "run_id", "in_training_data",
+               "nearest_training_distance", "chemical_system_seen", "extrapolation"]
     assert list(from_ckpt.columns) == columns and (from_ckpt["std"] > 0).all()
     value = from_ckpt["formation_enthalpy_eV_per_atom"]
     assert (from_ckpt["low_95"] < value).all() and (value < from_ckpt["high_95"]).all()
