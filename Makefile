@@ -13,7 +13,7 @@ TASK_CONFIGS = $(shell $(PY) -m cli.configs $(TASK) $(if $(PROFILE),--profile $(
 # Runs log to $MLFLOW_TRACKING_URI when set (e.g. a `make server`), else to mlruns/mlflow.db (cli/__init__.py).
 export PYTHONUNBUFFERED = 1
 
-.PHONY: help setup postgresql chromium data lock test test-fast train predict baseline bench ui server clean check-task search search-dashboard screen bench-screen bench-mve cv bench-crystal bench-ebsd bench-xrd reproduce analyze
+.PHONY: help setup postgresql chromium data lock test test-fast train predict baseline bench ui server clean check-task search search-dashboard screen bench-screen bench-mve cv bench-crystal bench-ebsd bench-xrd reproduce analyze reconstruct
 
 help:
 	@echo "make setup                        create .venv, install pinned dependencies, fetch + verify datasets"
@@ -39,6 +39,7 @@ help:
 	@echo "make reproduce TABLE=crabnet [PROFILE=paper|cpu] [OPTS='--tasks elemnet irnet roost']   composition nets on the CrabNet split"
 	@echo "make reproduce TABLE=precision [TASK=irnet] [OPTS='--seeds 0 1 2']   float32 vs bf16-mixed: test MAE, minutes, validation curves"
 	@echo "make analyze TASK=elemnet CKPT=a.ckpt[,transfer=b.ckpt] [ARGS='--layers 1,4,16 --samples 4000']   what the layers learned"
+	@echo "make reconstruct INPUT=image.npy|.png [METHOD=descriptor|gram] [ARGS=--steps 300]   statistically equivalent microstructures"
 	@echo "make reproduce TABLE=sweep [FOLDS=10] [OPTS='--fractions 0.1 0.5 1']   Fig. 5.3: scratch vs transfer by training size"
 	@echo "make reproduce TABLE=transfer [FOLDS=10] [OPTS='--tasks elemnet_transfer']   Table 5.2 on SSUB: scratch / applied / transfer"
 	@echo "                                  a published table as Markdown + MLflow (padnet: Fig. 7.7, train x test input x filters)"
@@ -163,6 +164,9 @@ bench-xrd:
 # make analyze TASK=elemnet CKPT=a.ckpt[,transfer=b.ckpt]: PCA of hidden activations, metal AUC per layer
 analyze:
 	$(PY) -m cli.analyze --task $(or $(TASK),elemnet) --model "$(CKPT)" $(ARGS)
+
+reconstruct:
+	$(PY) -m cli.reconstruct --input "$(INPUT)" --methods $(or $(METHOD),descriptor) $(ARGS)
 
 # make reproduce TABLE=<name>: cli/reproduce.py's registry. TASK and FOLDS pass through only when given.
 TABLE ?= padnet
