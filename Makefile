@@ -13,7 +13,7 @@ TASK_CONFIGS = $(shell $(PY) -m cli.configs $(TASK) $(if $(PROFILE),--profile $(
 # Runs log to $MLFLOW_TRACKING_URI when set (e.g. a `make server`), else to mlruns/mlflow.db (cli/__init__.py).
 export PYTHONUNBUFFERED = 1
 
-.PHONY: help setup postgresql chromium data lock test test-fast train predict baseline bench ui server clean check-task search search-dashboard screen bench-screen bench-mve cv bench-crystal bench-ebsd bench-xrd reproduce analyze reconstruct
+.PHONY: help setup postgresql chromium data lock test test-fast train predict baseline bench ui server clean check-task search search-dashboard screen bench-screen bench-mve cv bench-crystal bench-ebsd bench-xrd reproduce analyze reconstruct active-learn
 
 help:
 	@echo "make setup                        create .venv, install pinned dependencies, fetch + verify datasets"
@@ -39,6 +39,7 @@ help:
 	@echo "make reproduce TABLE=crabnet [PROFILE=paper|cpu] [OPTS='--tasks elemnet irnet roost']   composition nets on the CrabNet split"
 	@echo "make reproduce TABLE=precision [TASK=irnet] [OPTS='--seeds 0 1 2']   float32 vs bf16-mixed: test MAE, minutes, validation curves"
 	@echo "make analyze TASK=elemnet CKPT=a.ckpt[,transfer=b.ckpt] [ARGS='--layers 1,4,16 --samples 4000']   what the layers learned"
+	@echo "make active-learn TASK=elemnet [ROUNDS=5] [BATCH=1000] [INITIAL=1000] [ACQ=std|random] ARGS=--model.init_args.uncertainty=ensemble   acquire the most uncertain rows"
 	@echo "make reconstruct INPUT=image.npy|.png [METHOD=descriptor|gram] [ARGS=--steps 300]   statistically equivalent microstructures"
 	@echo "make reproduce TABLE=sweep [FOLDS=10] [OPTS='--fractions 0.1 0.5 1']   Fig. 5.3: scratch vs transfer by training size"
 	@echo "make reproduce TABLE=transfer [FOLDS=10] [OPTS='--tasks elemnet_transfer']   Table 5.2 on SSUB: scratch / applied / transfer"
@@ -103,6 +104,10 @@ FOLDS   ?= 5
 LEARNER ?= net
 cv: check-task
 	$(PY) -m cli.cv --task $(TASK) --folds $(FOLDS) --learner $(LEARNER) -- $(TASK_CONFIGS) $(ARGS)
+
+active-learn: check-task
+	$(PY) -m cli.active_learn --task $(TASK) --rounds $(or $(ROUNDS),5) --batch $(or $(BATCH),1000) \
+	  --initial $(or $(INITIAL),1000) --acquisition $(or $(ACQ),std) -- $(TASK_CONFIGS) $(ARGS)
 
 bench:
 	$(PY) -m cli.bench.models $(ARGS)

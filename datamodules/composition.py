@@ -60,6 +60,8 @@ class CompositionDataModule(SplitLoaders, pl.LightningDataModule):
             or ``holdout_system``.
         train_fraction: use only this seeded share of the training split (a
             quick CPU run); validation and test are never subsampled.
+        train_subset: a ``.npy`` of positions in the (cleaned) training split to train on, the others left
+            out (active learning's labelled rows); validation and test unchanged.
         skip_bad_rows: count bad rows in the cleaning report instead of stopping.
         batching: ``random`` batches, or ``by_element_count``: each training batch holds compositions of
             one element count (for set models such as Roost, which pad a batch to its largest composition).
@@ -80,6 +82,7 @@ class CompositionDataModule(SplitLoaders, pl.LightningDataModule):
         holdout_rule: Literal["only", "contains"] = "only",
         outlier_sigma: float | None = 5.0,
         train_fraction: float = 1.0,
+        train_subset: str | None = None,
         standardize: bool | None = None,
         skip_bad_rows: bool = False,
         batching: Literal["random", "by_element_count"] = "random",
@@ -108,6 +111,19 @@ class CompositionDataModule(SplitLoaders, pl.LightningDataModule):
         """The element table ``name`` (e.g. ``mat2vec``), one row per input element, for a net that starts
         its element embeddings from it (Roost); verified and cached by :mod:`datamodules.sources.element_tables`."""
         return torch.from_numpy(element_table(name))
+
+    @staticmethod
+    def _only_subset(keep: np.ndarray, split: np.ndarray, path: str) -> tuple[np.ndarray, np.ndarray]:
+        """``keep`` and ``split`` with only the training rows at the positions listed in the file ``path``."""
+        positions = np.load(path, allow_pickle=False)
+        train_rows = np.flatnonzero(split == 0)
+        if positions.ndim != 1 or positions.dtype.kind not in "iu" or len(positions) == 0 or \
+                positions.min() < 0 or positions.max() >= len(train_rows):
+            raise ValueError(f"train_subset {path}: expected a 1-D array of positions in the training split "
+                             f"(0 … {len(train_rows) - 1}), got {positions.dtype} of shape {positions.shape}")
+        mask = split != 0
+        mask[train_rows[positions]] = True
+        return keep[mask], split[mask]
 
     # ----------------------------------------------------------- files, caches
     def _files(self) -> dict[str, Path]:
@@ -217,6 +233,9 @@ class CompositionDataModule(SplitLoaders, pl.LightningDataModule):
             mask[drop] = False
             keep, split = keep[mask], split[mask]
             report["train_subsampled_to"] = int((split == 0).sum())  # "sizes" stay the cleaned splits' sizes
+        if h.train_subset:
+            keep, split = self._only_subset(keep, split, h.train_subset)
+            report["train_subsampled_to"] = int((split == 0).sum())
         rows_read = sum(len(p["targets"]) for p in parts.values()) + len(problems)
         self.cleaning_report = {
             "dataset": h.dataset, "files": {n: str(f) for n, f in files.items()}, "rows_read": rows_read,

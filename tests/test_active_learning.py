@@ -1,0 +1,40 @@
+"""Active learning: rounds that add the most uncertain rows, never one twice, warm-started, resumable."""
+
+import numpy as np
+import pytest
+
+from conftest import task_args
+
+SSUB = ["--data.init_args.dataset=ssub", "--data.init_args.skip_bad_rows=true", "--data.init_args.split=random",
+        "--data.init_args.train_fraction=1.0", "--trainer.max_epochs=2"]
+
+
+@pytest.mark.slow
+def test_rounds_acquire_uncertain_rows_once_each_and_resume(workdir, capsys):
+    import mlflow
+
+    from cli.active_learn import ActiveLearning, main
+
+    args = task_args("elemnet", *SSUB, "--model.init_args.uncertainty=ensemble", "--model.init_args.ensemble_size=2")
+    opts = ["--task", "elemnet", "--rounds", "3", "--batch", "40", "--initial", "60", "--"]
+    curve = main([*opts, *args])
+    assert [n for n, _ in curve] == [60, 100, 140] and all(0 < mae < 2 for _, mae in curve)
+    runs = mlflow.search_runs(experiment_names=["ssub"])
+    parent = runs[runs["tags.al.key"].notna()].iloc[0]
+    rounds = runs[runs["tags.mlflow.parentRunId"] == parent.run_id]
+    assert parent.status == "FINISHED" and sorted(rounds["tags.al.round"]) == ["0", "1", "2"]
+    assert rounds["params.train_subset"].str.endswith("labelled.npy").all()
+    assert sorted(rounds["params.data/train_subsampled_to"].astype(int)) == [60, 100, 140]
+    al = ActiveLearning("elemnet", 3, 40, 60, "std", 0, args)
+    labelled = [al.labelled(k) for k in range(3)]
+    assert all(len(np.unique(rows)) == len(rows) for rows in labelled)  # no row twice
+    assert set(labelled[0]) < set(labelled[1]) < set(labelled[2])  # each round keeps the earlier labels
+    # the acquired rows are the ones the round's model was least sure of, not random ones
+    random_al = ActiveLearning("elemnet", 3, 40, 60, "random", 0, args)
+    assert not np.array_equal(random_al.acquire(0, labelled[0]), np.setdiff1d(labelled[1], labelled[0]))
+    # the same command again: every round finished earlier, nothing trained again
+    capsys.readouterr()
+    assert main([*opts, *args]) == curve
+    assert capsys.readouterr().out.count("finished earlier") == 3
+    with pytest.raises(SystemExit, match="needs a predictive standard deviation"):
+        main(["--task", "elemnet", "--rounds", "2", "--batch", "5", "--initial", "10", "--", *task_args("elemnet", *SSUB)])
