@@ -75,7 +75,7 @@ def net_quaternions(pl_module, patterns: torch.Tensor, batch: int) -> tuple[torc
     return torch.cat(out), seconds
 
 
-def _degrees(q_pred, q_true) -> np.ndarray:
+def disorientation_degrees(q_pred, q_true) -> np.ndarray:
     return torch.rad2deg(disorientation(torch.as_tensor(q_pred), torch.as_tensor(q_true))).numpy()
 
 
@@ -106,7 +106,7 @@ class DictionaryIndexingBaseline(pl.Callback):
         q_dict, q_true = train["quaternions"].numpy(), test["quaternions"]
         xmap, di_seconds = dictionary_index(test["patterns"], train["patterns"], q_dict, mp.phase)
         q_di = torch.from_numpy(xmap.rotations.data.reshape(-1, 4))
-        di = _degrees(q_di, q_true)
+        di = disorientation_degrees(q_di, q_true)
         q_net, net_seconds = net_quaternions(pl_module, test["patterns"], dm.hparams.eval_batch_size)
         n = len(q_true)
         metrics = {"test/baseline/dictionary_indexing/mde": float(di.mean()),
@@ -157,8 +157,8 @@ class DictionaryIndexingBaseline(pl.Callback):
         net_refined, net_refine_seconds = refine(start, self.net_trust_region)
         q_ref = torch.from_numpy(refined.rotations.data.reshape(-1, 4))
         q_di = torch.from_numpy(xmap.rotations.data.reshape(-1, 5, 4)[:, 0])
-        net, di = _degrees(q_net, q_ref), _degrees(q_di, q_ref)
-        net_ref = _degrees(net_refined.rotations.data.reshape(-1, 4), q_ref)
+        net, di = disorientation_degrees(q_net, q_ref), disorientation_degrees(q_di, q_ref)
+        net_ref = disorientation_degrees(net_refined.rotations.data.reshape(-1, 4), q_ref)
         self.real_table = "\n".join(
             ["| pattern | OMNet (°) | OMNet + refinement (°) | dictionary indexing (°) | NCC: reference, OMNet + "
              "refinement |", "|---|---|---|---|---|"]

@@ -17,7 +17,7 @@ from pathlib import Path
 import lightning.pytorch as pl
 import numpy as np
 
-from callbacks.ebsd_baselines import _degrees, dictionary_index, net_quaternions
+from callbacks.ebsd_baselines import disorientation_degrees, dictionary_index, net_quaternions
 from callbacks.mlflow_run import log_text_artifact, mlflow_logger
 from materials.ebsd_patterns import NOISE_SWEEP
 
@@ -70,8 +70,8 @@ class NoiseSweep(pl.Callback):
         metrics, means, rows = {}, {}, []
         for name, patterns in dm.sweep.items():
             xmap, _ = dictionary_index(patterns, train["patterns"], q_dict, phase)
-            di = _degrees(xmap.rotations.data.reshape(-1, 4), q_true)
-            net = _degrees(net_quaternions(pl_module, patterns, dm.hparams.eval_batch_size)[0], q_true)
+            di = disorientation_degrees(xmap.rotations.data.reshape(-1, 4), q_true)
+            net = disorientation_degrees(net_quaternions(pl_module, patterns, dm.hparams.eval_batch_size)[0], q_true)
             for method, angles in (("omnet", net), ("dictionary_indexing", di)):
                 metrics.update({f"test/sweep/{name}/{method}/mde": float(angles.mean()),
                                 f"test/sweep/{name}/{method}/mde_median": float(np.median(angles)),

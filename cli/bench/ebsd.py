@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     ap.add_argument("--paper_net", type=int, default=1, help="also time the ~200M-parameter paper OMNet (0: skip)")
     args = ap.parse_args(argv)
 
-    from callbacks.ebsd_baselines import _degrees, dictionary_index
+    from callbacks.ebsd_baselines import disorientation_degrees, dictionary_index
     from datamodules.ebsd import EBSDDataModule
     from datamodules.simulate.ebsd import master_pattern
     from lightning_modules.nets import OMNet
@@ -140,13 +140,13 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
 
     xmap, seconds = dictionary_index(test["patterns"], train["patterns"], train["quaternions"].numpy(), mp.phase)
     results["cpu_di_patterns_per_s"] = len(test["patterns"]) / seconds
-    di = _degrees(torch.from_numpy(xmap.rotations.data.reshape(-1, 4)), test["quaternions"])
+    di = disorientation_degrees(torch.from_numpy(xmap.rotations.data.reshape(-1, 4)), test["quaternions"])
     results.update({"di_mde": float(di.mean()), "di_mde_median": float(np.median(di))})
     if model is not None:
         with torch.inference_mode():
             q = torch.cat([model.predict_quaternions(test["patterns"][i:i + args.batch, None].float() / 255)
                            for i in range(0, len(test["patterns"]), args.batch)]).double()
-        net = _degrees(q, test["quaternions"])
+        net = disorientation_degrees(q, test["quaternions"])
         results.update({"omnet_mde": float(net.mean()), "omnet_mde_median": float(np.median(net))})
     net = model.net if model is not None else OMNet(dm.n_features)
     results["omnet_parameters"] = sum(p.numel() for p in net.parameters())
