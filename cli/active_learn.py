@@ -33,7 +33,8 @@ from cli.train import build
 class ActiveLearning:
     def __init__(self, task: str, rounds: int, batch: int, initial: int, acquisition: str, seed: int, args: list[str]):
         if rounds < 1 or batch < 1 or initial < 2:
-            raise SystemExit(f"ROUNDS ≥ 1, BATCH ≥ 1 and INITIAL ≥ 2 are needed, not {rounds}, {batch}, {initial}")
+            raise SystemExit(f"ROUNDS ≥ 1, BATCH ≥ 1 and INITIAL ≥ 2 are needed, not {rounds}, {batch}, "
+                             f"{initial}")
         self.task, self.rounds, self.batch, self.initial, self.acquisition, self.seed = (
             task, rounds, batch, initial, acquisition, seed)
         self.args = [*args, f"--seed_everything={seed}"]  # the task's configs (make passes them) and options
@@ -65,7 +66,8 @@ class ActiveLearning:
                 print(f"resuming active-learning run {run.info.run_id}")
             return run.info.run_id  # the same options again: the same rounds, finished ones kept
         run = self.client.create_run(self.experiment_id, run_name=f"{self.task}-al-{self.acquisition}-seed{self.seed}",
-                                     tags={"al.key": self.key, "al.task": self.task, "al.acquisition": self.acquisition})
+                                     tags={"al.key": self.key, "al.task": self.task,
+                                           "al.acquisition": self.acquisition})
         for key, value in {"rounds": self.rounds, "batch": self.batch, "initial": self.initial,
                            "acquisition": self.acquisition, "seed": self.seed}.items():
             self.client.log_param(run.info.run_id, key, value)
@@ -124,7 +126,8 @@ class ActiveLearning:
                 "mlflow.parentRunId": self.parent_id, "al.round": str(k), "al.labelled": str(len(labelled))})
         folder = self.root / f"round{k}"
         args = self.args + [f"--data.init_args.train_subset={folder / 'labelled.npy'}",
-                            f"--trainer.logger.init_args.run_id={run.info.run_id}", f"--trainer.default_root_dir={folder}"]
+                            f"--trainer.logger.init_args.run_id={run.info.run_id}",
+                            f"--trainer.default_root_dir={folder}"]
         if k > 0:  # warm start from the previous round's model
             args.append(f"--model.init_args.init_from={self.best_checkpoint(k - 1)}")
         if (folder / "checkpoints" / "last.ckpt").exists():

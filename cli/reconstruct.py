@@ -35,7 +35,8 @@ def read_image(path: Path) -> torch.Tensor:
         bad = ~np.isin(array, (0, 1))
         if bad.any():
             where = tuple(int(i) for i in np.argwhere(bad)[0])
-            raise UsageError(f"INPUT {path}: values must be 0 or 1 (two phases); pixel {where} is {array[where].item()!r}")
+            raise UsageError(f"INPUT {path}: values must be 0 or 1 (two phases); pixel {where} is "
+                             f"{array[where].item()!r}")
     elif path.suffix == ".png":
         import matplotlib.image
 
