@@ -87,6 +87,8 @@ class MVEDataModule(pl.LightningDataModule):
             (:class:`materials.microstructure.MicrostructureSampler`; ``morphologies``: families of
             :mod:`materials.morphologies`, one drawn per element, e.g. [gaussian, particles, fibres, laminate]).
         tol: solver tolerance on the relative non-equilibrated stress.
+        solver_precision: the solver's arithmetic, ``float64`` or ``float32`` (faster; the same physics checks
+            pass at the datasets' tolerance, ``tests/test_elasticity.py``).
         split: fractions of elements for train / val / test.
         train_fraction: train on only this seeded share of the training elements (quick runs).
         simulate_device: ``auto`` (a GPU when present), ``cpu`` or ``cuda``.
@@ -104,14 +106,16 @@ class MVEDataModule(pl.LightningDataModule):
                  anisotropic: bool = False, tol: float = 1e-5, seed: int = 0,
                  split: tuple[float, float, float] = (0.7, 0.15, 0.15), batch_size: int = 32,
                  train_fraction: float = 1.0, simulate_device: Literal["auto", "cpu", "cuda"] = "auto", simulate_batch: int = 8,
-                 data_device: Literal["auto", "cpu"] = "auto", morphologies: list[str] | None = None):
+                 data_device: Literal["auto", "cpu"] = "auto", morphologies: list[str] | None = None,
+                 solver_precision: Literal["float64", "float32"] = "float64"):
         super().__init__()
         self.save_hyperparameters()
         if abs(sum(split) - 1) > 1e-9 or min(split) <= 0:
             raise ValueError(f"split must be three positive fractions summing to 1, got {split}")
         self.spec = MVEDatasetSpec(self.kind, n_elements, size, tuple(volume_fraction), tuple(correlation_length),
                                    anisotropic, contrast, tol=tol, seed=seed, batch=simulate_batch,
-                                   morphologies=None if morphologies is None else tuple(morphologies))
+                                   morphologies=None if morphologies is None else tuple(morphologies),
+                                   precision=solver_precision)
         self.arrays: dict[str, dict[str, np.ndarray]] = {}
 
     @property
@@ -199,12 +203,13 @@ class LocalizationDataModule(MVEDataModule):
                  split: tuple[float, float, float] = (0.7, 0.15, 0.15), batch_size: int = 512,
                  train_fraction: float = 1.0, simulate_device: Literal["auto", "cpu", "cuda"] = "auto",
                  simulate_batch: int = 32, neighbourhood: int = 11, data_device: Literal["auto", "cpu"] = "auto",
-                 elements_per_batch: int | None = None, morphologies: list[str] | None = None):
+                 elements_per_batch: int | None = None, morphologies: list[str] | None = None,
+                 solver_precision: Literal["float64", "float32"] = "float64"):
         if elements_per_batch is not None and elements_per_batch < 1:
             raise ValueError(f"elements_per_batch must be a positive number of elements or None, got {elements_per_batch}")
         super().__init__(n_elements, size, contrast, volume_fraction, correlation_length, anisotropic, tol, seed,
                          split, batch_size, train_fraction, simulate_device, simulate_batch, data_device,
-                         morphologies=morphologies)
+                         morphologies=morphologies, solver_precision=solver_precision)
         self.save_hyperparameters()
 
     @property

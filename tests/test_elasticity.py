@@ -100,3 +100,22 @@ def test_bad_input_and_non_convergence_are_clear_errors():
     with pytest.raises(SolverNotConverged, match="relative residual .* > tol 1.0e-08") as info:
         solve(random, TwoPhaseElasticity(contrast=50), tol=1e-8, max_iter=3)
     assert info.value.residuals.shape == (1,) and info.value.residuals[0] > 1e-8
+
+
+def test_float32_passes_the_same_physics_checks_at_the_datasets_tolerance():
+    """The datasets' tolerance (1e-5) in float32: laminates exact to 1e-4, inside the Hashin-Shtrikman bounds,
+    in equilibrium, and C11 within 1e-4 of float64 on random elements."""
+    material = TwoPhaseElasticity(contrast=50.0)
+    micro = torch.zeros(2, 15, 15, 15)
+    micro[0, :4] = 1
+    micro[1, :, :4] = 1
+    c11, solution = effective_c11(micro, material, tol=1e-5, dtype=torch.float32)
+    assert c11.dtype == torch.float32 and torch.all(solution.residual <= 1e-5 * 1.01)
+    exact = [laminate_c11(4 / 15, material, "normal"), laminate_c11(4 / 15, material, "in_plane")]
+    assert np.allclose(c11.numpy(), exact, rtol=1e-4)
+    random = MicrostructureSampler(size=21, volume_fraction=(0.5, 0.5), correlation_length=(2.0, 2.0)).draw([0, 1])
+    single, _ = effective_c11(random["micro"], material, tol=1e-5, dtype=torch.float32)
+    double, _ = effective_c11(random["micro"], material, tol=1e-5)
+    assert torch.allclose(single.double(), double, rtol=1e-4)
+    lower, upper = hashin_shtrikman_c11(random["volume_fraction"].numpy(), material)
+    assert np.all((lower < single.numpy()) & (single.numpy() < upper))

@@ -115,6 +115,11 @@ def test_a_dataset_of_several_morphologies_records_them(tmp_path):
 
     plain = MVEDatasetSpec(n_elements=4, size=9, contrast=5.0)
     assert "morphologies" not in plain.content()  # the caches made before the families keep their names
+    assert "precision" not in plain.content()  # (and before float32 solving)
+    single = MVEDatasetSpec(n_elements=4, size=9, contrast=5.0, precision="float32")
+    assert single.content()["precision"] == "float32" and single.cache_name() != plain.cache_name()
+    with pytest.raises(ValueError, match="precision must be float64 or float32"):
+        MVEDatasetSpec(precision="float16")
     spec = MVEDatasetSpec(n_elements=6, size=9, contrast=5.0, morphologies=("particles", "laminate"))
     assert spec.content()["morphologies"] == ["particles", "laminate"] and spec.cache_name() != plain.cache_name()
     with h5py.File(generate(spec, tmp_path, progress=False), "r") as f:

@@ -53,10 +53,13 @@ class MVEDatasetSpec:
     seed: int = 0
     batch: int = field(default=8, compare=False)  # elements per solver call: speed only, not content
     morphologies: tuple[str, ...] | None = None  # families drawn from (materials.morphologies); None: Gaussian
+    precision: Literal["float64", "float32"] = "float64"  # the solver's arithmetic
 
     def __post_init__(self):
         if self.n_elements < 1:
             raise ValueError(f"n_elements must be >= 1, got {self.n_elements}")
+        if self.precision not in ("float64", "float32"):
+            raise ValueError(f"precision must be float64 or float32, got {self.precision!r}")
         self.sampler(), self.material()  # validates ranges, contrast and Poisson ratio
 
     def sampler(self) -> MicrostructureSampler:
@@ -72,6 +75,8 @@ class MVEDatasetSpec:
         d["volume_fraction"], d["correlation_length"] = list(self.volume_fraction), list(self.correlation_length)
         if self.morphologies is None:  # the datasets made before other families existed keep their names
             d.pop("morphologies")
+        if self.precision == "float64":  # and those solved in float64, the only precision there was
+            d.pop("precision")
         else:
             d["morphologies"] = list(self.morphologies)
         return {"simulator_version": SIMULATOR_VERSION, **d}
@@ -132,7 +137,8 @@ def generate(spec: MVEDatasetSpec, root: Path, device: str = "auto", progress: b
     for first in range(start, spec.n_elements, spec.batch):
         count = min(spec.batch, spec.n_elements - first)
         drawn = sampler.draw(element_seeds(spec, range(first, first + count)), device=device)
-        c11, solution = effective_c11(drawn["micro"].to(device), material, tol=spec.tol, max_iter=spec.max_iter)
+        c11, solution = effective_c11(drawn["micro"].to(device), material, tol=spec.tol, max_iter=spec.max_iter,
+                                      dtype=getattr(torch, spec.precision))
         with h5py.File(path, "r+") as f:
             rows = slice(first, first + count)
             f["micro"][rows] = drawn["micro"].numpy()
