@@ -75,10 +75,10 @@ class MVEDatasetSpec:
         d["volume_fraction"], d["correlation_length"] = list(self.volume_fraction), list(self.correlation_length)
         if self.morphologies is None:  # the datasets made before other families existed keep their names
             d.pop("morphologies")
-        if self.precision == "float64":  # and those solved in float64, the only precision there was
-            d.pop("precision")
         else:
             d["morphologies"] = list(self.morphologies)
+        if self.precision == "float64":  # and those solved in float64, the only precision there was
+            d.pop("precision")
         return {"simulator_version": SIMULATOR_VERSION, **d}
 
     def cache_name(self) -> str:
