@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import subprocess
 import tempfile
 from pathlib import Path
@@ -40,10 +41,41 @@ def once_per_run(metric: str) -> bool:
     return metric.startswith("test/") or (metric.startswith("time/") and metric.endswith("_s"))
 
 
+def local_artifact_root(tracking_uri: str | None) -> Path | None:
+    """The folder of a local SQLite store (``mlruns/`` for ``sqlite:///mlruns/mlflow.db``), where its runs'
+    artifacts belong; None for a tracking server or another store (which decides that itself)."""
+    uri = tracking_uri or ""
+    if not uri.startswith("sqlite:///"):
+        return None
+    return Path(uri[len("sqlite:///"):]).resolve().parent
+
+
+def artifact_location(tracking_uri: str | None, experiment: str) -> str | None:
+    """Where a new experiment's artifacts go: beside a local store (``mlruns/artifacts/<experiment>``) whatever
+    the working directory. MLflow would root them at the creating process's ``./mlruns``: a run started from
+    another folder (a git worktree, a scratch directory) would leave its models there, lost with that folder."""
+    root = local_artifact_root(tracking_uri)
+    return None if root is None else str(root / "artifacts" / re.sub(r"[^A-Za-z0-9._-]+", "_", experiment))
+
+
+def experiment_id(client, name: str) -> str:
+    """The id of the experiment ``name`` in ``client``'s store, created (:func:`artifact_location`) if new."""
+    found = client.get_experiment_by_name(name)
+    if found is not None:
+        return found.experiment_id
+    return client.create_experiment(name, artifact_location=artifact_location(client.tracking_uri, name))
+
+
 class RunLogger(MLFlowLogger):
     """Lightning's MLflow logger that logs only the options that apply to the run (``applicable``), and the
     metrics a run has once (``once_per_run``) at step 0: MLflow's charts then show them as values (bars) to
-    compare across runs, not as one-point lines at the last training step."""
+    compare across runs, not as one-point lines at the last training step. A new experiment keeps its artifacts
+    beside a local store (:func:`artifact_location`)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self._artifact_location is None:
+            self._artifact_location = artifact_location(self._tracking_uri, self._experiment_name)
 
     def log_hyperparams(self, params) -> None:
         params = params if isinstance(params, dict) else vars(params)

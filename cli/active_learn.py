@@ -26,6 +26,7 @@ import mlflow
 import numpy as np
 import torch
 
+from callbacks.mlflow_run import experiment_id
 from cli.runs import OUTPUTS
 from cli.train import build
 
@@ -50,9 +51,7 @@ class ActiveLearning:
                              f"{len(self.pool)}")
         logger_args = probe.config.trainer.logger.init_args
         self.client = mlflow.MlflowClient(logger_args.tracking_uri)
-        experiment = self.client.get_experiment_by_name(logger_args.experiment_name)
-        self.experiment_id = (experiment.experiment_id if experiment
-                              else self.client.create_experiment(logger_args.experiment_name))
+        self.experiment_id = experiment_id(self.client, logger_args.experiment_name)
         options = [task, str(rounds), str(batch), str(initial), acquisition, str(seed), *args]
         self.key = hashlib.sha256("\0".join(options).encode()).hexdigest()[:16]
         self.parent_id = self._parent()

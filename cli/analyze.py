@@ -30,6 +30,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from callbacks.mlflow_run import experiment_id
+
 GROUP_I, GROUP_II = ("Li", "Na", "K", "Rb", "Cs"), ("Be", "Mg", "Ca", "Sr", "Ba")
 
 
@@ -218,9 +220,7 @@ def main(argv: list[str] | None = None) -> dict[str, list[float]]:
     ab, ab_groups, ab_anions = ab_compounds()
     metal_formulas, metal_y = metal_labels(args.samples)
     client = mlflow.MlflowClient()
-    experiment = client.get_experiment_by_name("analysis")
-    experiment_id = experiment.experiment_id if experiment else client.create_experiment("analysis")
-    run_id = client.create_run(experiment_id, run_name=f"analyze-{args.task}").info.run_id
+    run_id = client.create_run(experiment_id(client, "analysis"), run_name=f"analyze-{args.task}").info.run_id
     curves: dict[str, list[float]] = {}
     shifts: dict[str, dict[str, float]] = {}
     if args.shift != "none":

@@ -23,6 +23,7 @@ from pathlib import Path
 import mlflow
 import numpy as np
 
+from callbacks.mlflow_run import experiment_id
 from cli.runs import OUTPUTS
 from cli.train import build
 
@@ -50,9 +51,7 @@ class CrossValidation:
         probe = parse(fold_args(args, folds, 0))  # validates the options before any fold runs
         logger_args = probe.config.trainer.logger.init_args
         self.client = mlflow.MlflowClient(logger_args.tracking_uri)
-        experiment = self.client.get_experiment_by_name(logger_args.experiment_name)
-        self.experiment_id = (experiment.experiment_id if experiment
-                              else self.client.create_experiment(logger_args.experiment_name))
+        self.experiment_id = experiment_id(self.client, logger_args.experiment_name)
         self.key = hashlib.sha256("\0".join([task, learner, str(folds), *args]).encode()).hexdigest()[:16]
         self.parent_id = self._parent()
         # checkpoints of this cross-validation only: another one (other options, or the same options

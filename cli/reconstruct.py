@@ -19,6 +19,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from callbacks.mlflow_run import experiment_id
+
 
 class UsageError(Exception):
     """A user error: its message names the file and what is wrong with it (exit status 2)."""
@@ -96,7 +98,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
         print(f"{method:>10}: " + ", ".join(f"{k} {v:.4f}" for k, v in scores[method].items()), flush=True)
     import mlflow
 
-    mlflow.set_experiment("reconstruction")
+    mlflow.set_experiment(experiment_id=experiment_id(mlflow.MlflowClient(), "reconstruction"))
     with mlflow.start_run(run_name=f"reconstruct-{Path(args.input).stem}") as run, tempfile.TemporaryDirectory() as tmp:
         mlflow.log_params({"input": args.input, "shape": list(original.shape), "methods": args.methods,
                            "steps": args.steps, "seed": args.seed, "volume_fraction": float(original.mean())})

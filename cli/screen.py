@@ -28,6 +28,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import torch
 
+from callbacks.mlflow_run import experiment_id
 from materials.screening import CANDIDATES
 from datamodules.sources.registry import sha256_of
 from materials.elements import ELEMNET_ELEMENTS, N_ELEMENTS
@@ -214,7 +215,7 @@ def run_screen(args, ckpt: Path, module, datamodule, ids: np.ndarray, counts: di
     sample = chunk_fractions(ids, chunk_combinations(first, len(ids))[:2048], first.arity, args.max_sum, scorer.device)
     scorer.calibrate(sample)
 
-    mlflow.set_experiment(args.experiment)
+    mlflow.set_experiment(experiment_id=experiment_id(mlflow.MlflowClient(), args.experiment))
     run = mlflow.start_run(run_id=partial.state["run_id"], run_name=None if partial.resumed else f"screen-{output.stem}")
     status = "FAILED"
     try:

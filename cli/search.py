@@ -41,6 +41,7 @@ import mlflow
 import optuna
 import yaml
 
+from callbacks.mlflow_run import experiment_id
 from cli.search_plots import search_plots
 from cli.search_spaces import as_args, as_config, reference_params, space_for
 from cli.configs import task_configs
@@ -117,9 +118,7 @@ class Search:
             pruner=pruner or optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1))
         # Seeded, and offset by the trials already there, so a resumed study draws new points.
         self.study.sampler = optuna.samplers.TPESampler(seed=seed + len(self.study.trials))
-        experiment = self.client.get_experiment_by_name(logger_args.experiment_name)
-        self.experiment_id = (experiment.experiment_id if experiment
-                              else self.client.create_experiment(logger_args.experiment_name))
+        self.experiment_id = experiment_id(self.client, logger_args.experiment_name)
         self.parent_id = self._parent_run()
         used = self.study.user_attrs.get("trial_args", [])  # every per-trial budget this study has run with
         if shlex.join(extra) not in used:

@@ -21,6 +21,8 @@ import time
 import numpy as np
 import torch
 
+from callbacks.mlflow_run import experiment_id
+
 
 def _rate(count: int, fn) -> float:
     start = time.perf_counter()
@@ -91,7 +93,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     print(json.dumps(results, indent=2))
     import mlflow
 
-    mlflow.set_experiment("bench")
+    mlflow.set_experiment(experiment_id=experiment_id(mlflow.MlflowClient(), "bench"))
     with mlflow.start_run(run_name="bench-crystal"):
         mlflow.log_metrics({k: float(v) for k, v in results.items()})
     return results

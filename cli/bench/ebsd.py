@@ -25,6 +25,7 @@ import time
 import numpy as np
 import torch
 
+from callbacks.mlflow_run import experiment_id
 from materials.orientations import disorientation, random_quaternions
 
 PAPER_DICTIONARY = 333_227 + 41_625
@@ -193,7 +194,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         print(f"{key:60s} {value:14.4g}")
     import mlflow
 
-    mlflow.set_experiment("bench")
+    mlflow.set_experiment(experiment_id=experiment_id(mlflow.MlflowClient(), "bench"))
     with mlflow.start_run(run_name=f"bench-ebsd-{os.uname().nodename}"):
         mlflow.log_params({**{k: str(v) for k, v in vars(args).items()}, "cpu_count": os.cpu_count(),
                            "torch_threads": torch.get_num_threads(), "torch": torch.__version__})

@@ -27,6 +27,7 @@ import time
 import lightning.pytorch as pl
 import torch
 
+from callbacks.mlflow_run import experiment_id
 from cli.precision import hardware_precision
 from lightning_modules.nets import ElemNet
 
@@ -163,7 +164,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         print(f"{key:40s} {value:12.4g}")
     import mlflow
 
-    mlflow.set_experiment("bench")
+    mlflow.set_experiment(experiment_id=experiment_id(mlflow.MlflowClient(), "bench"))
     with mlflow.start_run(run_name=f"bench-{os.uname().nodename}"):
         mlflow.log_params({"cpu_count": all_threads, "torch": torch.__version__, "processor": os.uname().machine,
                            "default_precision": hardware_precision()})

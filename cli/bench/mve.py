@@ -20,6 +20,7 @@ import time
 
 import torch
 
+from callbacks.mlflow_run import experiment_id
 from materials.elasticity import TwoPhaseElasticity, effective_c11
 from materials.microstructure import MicrostructureSampler
 
@@ -94,7 +95,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
              else ""))
     import mlflow
 
-    mlflow.set_experiment("bench")
+    mlflow.set_experiment(experiment_id=experiment_id(mlflow.MlflowClient(), "bench"))
     with mlflow.start_run(run_name=f"bench-mve-{os.uname().nodename}"):
         mlflow.log_params({**vars(args), "cpu_count": os.cpu_count(), "torch": torch.__version__,
                            "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else "none"})

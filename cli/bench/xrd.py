@@ -19,6 +19,8 @@ import time
 import numpy as np
 import torch
 
+from callbacks.mlflow_run import experiment_id
+
 
 def _timed(fn, repeat: int, device: str = "cpu") -> float:
     """Seconds per call of ``fn`` after one warm-up call."""
@@ -112,7 +114,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
           f"thread (the paper: ~7 min for CS on one core)")
     import mlflow
 
-    mlflow.set_experiment("bench")
+    mlflow.set_experiment(experiment_id=experiment_id(mlflow.MlflowClient(), "bench"))
     with mlflow.start_run(run_name=f"bench-xrd-{os.uname().nodename}"):
         mlflow.log_params({**vars(args), "cpu_count": os.cpu_count(), "torch_threads": threads,
                            "torch": torch.__version__, "cuda": torch.cuda.get_device_name(0) if "cuda" in devices else "none"})

@@ -15,6 +15,7 @@ from pathlib import Path
 import mlflow
 import numpy as np
 
+from callbacks.mlflow_run import experiment_id
 from cli.configs import task_configs
 
 
@@ -62,8 +63,7 @@ class Cells:
 
     def __init__(self, table: str, key_parts: list[str], tracking_uri: str):
         self.client = mlflow.MlflowClient(tracking_uri)  # the task's own store, not mlflow's process-wide default
-        experiment = self.client.get_experiment_by_name("reproduce")
-        self.experiment_id = experiment.experiment_id if experiment else self.client.create_experiment("reproduce")
+        self.experiment_id = experiment_id(self.client, "reproduce")
         self.key = hashlib.sha256("\0".join([table, *key_parts]).encode()).hexdigest()[:16]
         found = self.client.search_runs([self.experiment_id], f"tags.`reproduce.key` = '{self.key}'",
                                         order_by=["attributes.start_time DESC"])
