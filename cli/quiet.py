@@ -18,6 +18,8 @@ WARNINGS = (
      "lightning: the net is an init argument, so LightningCLI can build it from the config"),
     (r"LightningCLI's args parameter is intended to run from within Python",
      "lightning: reproduce, cv and search build each run's CLI from Python while their own options are in sys.argv"),
+    (r"Signal navigation axes must be named 'x' and/or 'y'",
+     "kikuchipy: the baselines index plain pattern stacks, which have no step sizes to compare with the map's"),
 )
 #: {logger name: message prefixes dropped}
 LOG_MESSAGES = {
