@@ -58,7 +58,9 @@ def serve(cmd: list[str], env: dict[str, str]) -> int:
     then stop it with SIGTERM to its process group: it shuts down quietly. A terminal's Ctrl-C reaching the
     server and its uvicorn worker together instead cancels the worker's shutdown and prints a traceback."""
     server = subprocess.Popen(cmd, env=env, start_new_session=True)
-    for sig in (signal.SIGTERM, signal.SIGHUP):
+    # SIGINT too: a process started with SIGINT ignored (a background job, some test runners) inherits that, and
+    # Python then never raises KeyboardInterrupt for it
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _interrupt)
     try:
         return server.wait()

@@ -145,8 +145,10 @@ def test_make_ui_is_one_server_and_its_worker_and_stops_quietly_on_ctrl_c(workdi
 
     mlflow.MlflowClient(f"sqlite:///{workdir}/mlruns/mlflow.db").search_experiments()  # the store exists
     port = free_port()
+    # started with SIGINT ignored, as a background job (or a test runner) may pass it on: Ctrl-C still stops it
     proc = subprocess.Popen([sys.executable, "-m", "cli.ui", "--port", str(port)], cwd=workdir, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     try:
         assert wait_for_health(f"http://127.0.0.1:{port}", proc), "make ui did not answer /health"
         time.sleep(3)  # what MLflow starts beside the server has started by now
