@@ -156,7 +156,12 @@ def test_make_ui_is_one_server_and_its_worker_and_stops_quietly_on_ctrl_c(workdi
         assert len(children) <= 2, [" ".join(c.cmdline()[:4]) for c in children]  # the server, its worker
     finally:
         os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C in a terminal reaches the whole process group
-        out, _ = proc.communicate(timeout=60)
+        try:
+            out, _ = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:  # the failure is the hang; leave no server behind
+            for process in [*psutil.Process(proc.pid).children(recursive=True), psutil.Process(proc.pid)]:
+                process.kill()
+            raise
     assert not [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
     assert proc.returncode == 0 and "MLflow stopped" in out
     assert "Traceback" not in out and "CancelledError" not in out, out[-2000:]
