@@ -21,15 +21,13 @@ import torch
 from torch import nn
 
 from materials.descriptors import lineal_path, radial_two_point, two_point
+from materials.microstructure import threshold_to_fraction
 
 
 def exact_fraction(field: torch.Tensor, fraction: float) -> torch.Tensor:
-    """Phase 1 where ``field`` is among its largest ``fraction`` of pixels (ties by order): 0/1 float64."""
-    flat = field.flatten()
-    count = round(fraction * flat.numel())
-    out = torch.zeros_like(flat, dtype=torch.float64)
-    out[flat.argsort(descending=True)[:count]] = 1.0
-    return out.reshape(field.shape)
+    """Phase 1 where ``field`` is among its largest ``fraction`` of pixels: 0/1 float64 (the sampler's threshold,
+    :func:`materials.microstructure.threshold_to_fraction`, for one image of any dimension)."""
+    return threshold_to_fraction(field[None], torch.tensor([fraction]))[0].double()
 
 
 def grf(target: torch.Tensor, seed: int = 0) -> torch.Tensor:
@@ -85,7 +83,8 @@ def descriptor_reconstruction(target: torch.Tensor, steps: int = 300, lr: float 
     goal_s2, goal_l = two_point(t[None])[0], lineal_path(t[None], max_r)[0]
 
     def loss(x):
-        return (two_point(x[None])[0] - goal_s2).square().mean() + (lineal_path(x[None], max_r)[0] - goal_l).square().mean()
+        s2_error = (two_point(x[None])[0] - goal_s2).square().mean()
+        return s2_error + (lineal_path(x[None], max_r)[0] - goal_l).square().mean()
 
     return _optimise(t, loss, steps, lr, seed)
 

@@ -22,17 +22,16 @@ def autocorrelation(micro, cutoff: int | None = None, batch: int = 64, device: s
     """
     import torch
 
+    from materials.descriptors import two_point
+
     micro = validate_voxels(np.asarray(micro), "micro")
-    shape, dims = micro.shape[1:], (1, 2, 3)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    keep = tuple(slice(None) if cutoff is None else slice(s // 2 - cutoff, s // 2 + cutoff + 1) for s in shape)
+    keep = tuple(slice(None) if cutoff is None else slice(s // 2 - cutoff, s // 2 + cutoff + 1)
+                 for s in micro.shape[1:])
     out = []
     for first in range(0, len(micro), batch):
-        m = torch.from_numpy(micro[first:first + batch]).to(device, torch.float64)
-        hat = torch.fft.rfftn(m, dim=dims)
-        corr = torch.fft.irfftn(hat * hat.conj(), s=shape, dim=dims) / np.prod(shape)
-        corr = torch.fft.fftshift(corr, dim=dims)[(slice(None), *keep)]
-        out.append(corr.float().cpu().numpy())
+        corr = two_point(torch.from_numpy(micro[first:first + batch]).to(device, torch.float64))
+        out.append(corr[(slice(None), *keep)].float().cpu().numpy())
     return np.concatenate(out)
 
 

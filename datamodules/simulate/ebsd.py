@@ -234,15 +234,21 @@ def generate(spec: EBSDDatasetSpec, root: Path, progress: bool = True) -> tuple[
     return path, stats
 
 
-def _measure(spec: EBSDDatasetSpec, name: str, first: int, ideal: np.ndarray) -> np.ndarray:
-    """Noisy camera frames of ideal patterns starting at row ``first`` (a multiple of CHUNK): one seed per block."""
+def measure_blocks(noise, pcx: float, ideal: np.ndarray, first: int, block_seed) -> np.ndarray:
+    """Camera frames of ideal patterns starting at row ``first`` (a multiple of CHUNK) under ``noise``; the block
+    of CHUNK patterns numbered b is measured with seed ``block_seed(b)``, so a set does not depend on where its
+    simulation stopped and resumed."""
     out = np.empty_like(ideal)
     for start in range(0, len(ideal), CHUNK):
-        block = (first + start) // CHUNK
-        g = torch.Generator().manual_seed((spec.seed * len(SETS) + SETS.index(name)) * 2**32 + block)
-        out[start:start + CHUNK] = spec.noise.measure(torch.from_numpy(ideal[start:start + CHUNK]), spec.pc[0],
-                                                      g).numpy()
+        g = torch.Generator().manual_seed(block_seed((first + start) // CHUNK))
+        out[start:start + CHUNK] = noise.measure(torch.from_numpy(ideal[start:start + CHUNK]), pcx, g).numpy()
     return out
+
+
+def _measure(spec: EBSDDatasetSpec, name: str, first: int, ideal: np.ndarray) -> np.ndarray:
+    """The noisy camera frames of set ``name``: one seed per block of CHUNK patterns."""
+    return measure_blocks(spec.noise, spec.pc[0], ideal, first,
+                          lambda block: (spec.seed * len(SETS) + SETS.index(name)) * 2**32 + block)
 
 
 def check_detector(detector, spec: EBSDDatasetSpec, pc_tolerance: float = 0.01, name: str = "patterns") -> None:

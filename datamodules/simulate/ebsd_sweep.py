@@ -18,9 +18,8 @@ import zlib
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from datamodules.simulate.ebsd import CHUNK, EBSDDatasetSpec, master_pattern, orientations, project
+from datamodules.simulate.ebsd import CHUNK, EBSDDatasetSpec, master_pattern, measure_blocks, orientations, project
 from datamodules.simulate.h5cache import open_spec_file
 from materials.ebsd_patterns import NOISE_SWEEP, NOISE_SWEEP_VERSION, MeasurementCondition
 
@@ -41,14 +40,9 @@ def sweep_cache_name(spec: EBSDDatasetSpec, conditions: dict[str, MeasurementCon
 def measure_condition(spec: EBSDDatasetSpec, name: str, condition: MeasurementCondition,
                       ideal: np.ndarray) -> np.ndarray:
     """Camera frames (n, H, W) uint8 of the ideal patterns under ``condition``, seeded by (seed, name, block)."""
-    out = np.empty_like(ideal)
     tag = zlib.crc32(name.encode())
-    pcx = spec.pc[0] + condition.pc_error[0]
-    for start in range(0, len(ideal), CHUNK):
-        g = torch.Generator().manual_seed((spec.seed * 2**32 + tag) * 4096 + start // CHUNK)
-        out[start:start + CHUNK] = condition.noise.measure(torch.from_numpy(ideal[start:start + CHUNK]), pcx,
-                                                           g).numpy()
-    return out
+    return measure_blocks(condition.noise, spec.pc[0] + condition.pc_error[0], ideal, 0,
+                          lambda block: (spec.seed * 2**32 + tag) * 4096 + block)
 
 
 def generate_sweep(spec: EBSDDatasetSpec, root: Path,
