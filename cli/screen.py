@@ -9,7 +9,9 @@ reads a partial screen) with a ``_state.json``; rerunning the same command
 resumes after the last finished chunk, also after a full disk. The parts are
 merged into ``<output>`` at the end, and one MLflow run holds the counts per
 arity, Table 3.3 and, for a model trained with a held-out system, which of the
-withheld stable compounds the screen recovers (3.3.7).
+withheld stable compounds the screen recovers (3.3.7). A model trained with
+uncertainty gives each candidate its calibrated σ and the 95 % interval's upper
+end; the report counts the candidates that stay THRESHOLD below the hull there.
 """
 
 from __future__ import annotations
@@ -149,7 +151,7 @@ class PartialScreen:
         self.output.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(self.output, write, self.dir)
         shutil.rmtree(self.dir)
-        return pd.read_parquet(self.output, columns=["formula", "system", "arity", "distance"])
+        return pd.read_parquet(self.output, columns=["formula", "system", "arity", "distance", "confident_95"])
 
 
 def load_model(ckpt: Path):
@@ -226,7 +228,7 @@ def run_screen(args, ckpt: Path, module, datamodule, ids: np.ndarray, counts: di
                                "n_elements": len(ids), "min_arity": args.min_arity, "max_arity": args.max_arity,
                                "max_sum": args.max_sum, "threshold": args.threshold, "output": str(output),
                                "features": datamodule.hparams.features, "hull": "training split"})
-        mlflow.set_tags({"experimentKind": "screen", "device": str(scorer.device),
+        mlflow.set_tags({"experimentKind": "screen", "device": str(scorer.device), "sigma": scorer.sigma_kind,
                          "precision": scorer.precision_used, "resumed": str(partial.resumed)})
         total = sum(counts.values())
         bar = tqdm(total=total, initial=partial.state["done_compositions"], unit="comp", unit_scale=True,
@@ -259,20 +261,26 @@ def report(args, candidates: pd.DataFrame, counts: dict[int, int], state: dict, 
 
     from cli.screen_report import arity_summary, table_3_3
 
-    per_arity = arity_summary(candidates, counts)
+    per_arity = arity_summary(candidates, counts, with_std=scorer.has_std)
     table, f_block = table_3_3(candidates, args.max_arity)
+    confident = int(candidates["confident_95"].sum()) if scorer.has_std else None
+    sigma = ("" if confident is None else
+             f"{confident:,} of them stay {args.threshold} eV/atom below the hull at the upper end of their "
+             f"{'raw' if scorer.sigma_kind == 'raw' else scorer.sigma_kind + '-calibrated'} 95 % interval\n\n")
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     rate = state["done_compositions"] / max(state["seconds"], 1e-9)
     text = (f"# Screen: {len(candidates):,} candidates >= {args.threshold} eV/atom below the training hull\n\n"
             f"device {scorer.device}, precision {scorer.precision_used}; {state['done_compositions']:,} compositions "
             f"in {state['seconds']:.1f} s of screening ({rate:,.0f}/s); exact hulls for {state['exact_hulls']:,} "
-            f"systems; peak memory {peak_mib:,.0f} MiB\n\n{per_arity.to_markdown(index=False)}\n\n"
+            f"systems; peak memory {peak_mib:,.0f} MiB\n\n{sigma}{per_arity.to_markdown(index=False)}\n\n"
             f"## Table 3.3 (systems with >= 1 candidate; {f_block:,} candidate systems with lanthanides or "
             f"actinides left out, as in the paper)\n\n{table.to_markdown(index=False)}\n")
     print(text, file=sys.stderr)
     for _, row in per_arity.iterrows():
-        for key in ("compositions", "candidates", "systems_with_candidates"):
+        for key in per_arity.columns.drop("arity"):
             mlflow.log_metric(f"{row['arity']}/{key}", int(row[key]))
+    if confident is not None:
+        mlflow.log_metric("candidates_confident_95", confident)
     mlflow.log_metrics({"candidates": len(candidates), "compositions_per_s": rate, "screen_seconds": state["seconds"],
                         "exact_hull_systems": state["exact_hulls"], "peak_memory_mib": peak_mib})
     mlflow.log_text(text, "screen_report.md")

@@ -12,13 +12,16 @@ from materials.hull import HullIndex
 ARITY_NAMES = {2: "binary", 3: "ternary", 4: "quaternary"}
 
 
-def arity_summary(candidates: pd.DataFrame, compositions: dict[int, int]) -> pd.DataFrame:
-    """Per arity: compositions scored, candidates, and chemical systems with at least one candidate."""
+def arity_summary(candidates: pd.DataFrame, compositions: dict[int, int], with_std: bool = False) -> pd.DataFrame:
+    """Per arity: compositions scored, candidates, and chemical systems with at least one candidate; with
+    ``with_std``, also the candidates still below the threshold at the upper end of their 95 % interval."""
     rows = []
     for k, n in sorted(compositions.items()):
         part = candidates[candidates["arity"] == k]
         rows.append({"arity": ARITY_NAMES.get(k, str(k)), "compositions": n, "candidates": len(part),
                      "systems_with_candidates": part["system"].nunique()})
+        if with_std:
+            rows[-1]["confident_95"] = int(part["confident_95"].sum())
     return pd.DataFrame(rows)
 
 

@@ -31,7 +31,7 @@ from cli.precision import hardware_precision  # noqa: E402
 from cli.sources import resolve_source  # noqa: E402
 from cli.summary import relative_path, run_summary  # noqa: E402
 from cli.runs import NoRunError, config_names, new_run_folder, resume_folder, run_name  # noqa: E402
-from datamodules.sources.readers import DataFileError  # noqa: E402
+from datamodules.sources.readers import DataFileError, SettingError  # noqa: E402
 from materials.composition import CompositionError  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -262,7 +262,7 @@ def _killed(cli: TaskCLI) -> None:
               f"resume: make train TASK={cli.task}{profile} ARGS='--ckpt_path {go_on}'", file=sys.stderr, flush=True)
 
 
-USER_ERRORS = (NoRunError, DataFileError, CompositionError)  # said in one line, exit code 2, no traceback
+USER_ERRORS = (NoRunError, DataFileError, SettingError, CompositionError)  # said in one line, exit code 2, no traceback
 
 if __name__ == "__main__":
     try:

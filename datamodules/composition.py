@@ -22,7 +22,7 @@ from datamodules.batches import SplitLoaders, TensorRows
 from datamodules.composition_data import MIN_ROWS_PER_SPLIT, clean, require_rows_per_split
 from datamodules.sources.derived import DERIVED, derived_file
 from datamodules.sources.element_tables import element_table
-from datamodules.sources.readers import read_table
+from datamodules.sources.readers import SettingError, read_table
 from datamodules.sources.registry import DATASETS, STRUCTURE_DATASETS, data_dir, dataset_files, sha256_of
 from materials.composition import parse_compositions
 from materials.elements import ELEMNET_ELEMENTS, N_ELEMENTS
@@ -119,7 +119,7 @@ class CompositionDataModule(SplitLoaders, pl.LightningDataModule):
         train_rows = np.flatnonzero(split == 0)
         if positions.ndim != 1 or positions.dtype.kind not in "iu" or len(positions) == 0 or \
                 positions.min() < 0 or positions.max() >= len(train_rows):
-            raise ValueError(f"train_subset {path}: expected a 1-D array of positions in the training split "
+            raise SettingError(f"train_subset {path}: expected a 1-D array of positions in the training split "
                              f"(0 … {len(train_rows) - 1}), got {positions.dtype} of shape {positions.shape}")
         mask = split != 0
         mask[train_rows[positions]] = True
@@ -129,7 +129,7 @@ class CompositionDataModule(SplitLoaders, pl.LightningDataModule):
     def _files(self) -> dict[str, Path]:
         name = self.hparams.dataset
         if name in STRUCTURE_DATASETS:
-            raise ValueError(f"dataset {name!r} holds crystal structures: use datamodules.structure.StructureDataModule "
+            raise SettingError(f"dataset {name!r} holds crystal structures: use datamodules.structure.StructureDataModule "
                              f"(representation: fractions or magpie for a composition model)")
         if name in DATASETS:
             return dataset_files(name)
@@ -216,7 +216,7 @@ class CompositionDataModule(SplitLoaders, pl.LightningDataModule):
         problems = [pr for p in parts.values() for pr in p["problems"]]
         if h.split == "fixed":
             if "all" in parts:
-                raise ValueError(f"dataset {h.dataset!r} has no published split; use split: random, kfold or holdout_system")
+                raise SettingError(f"dataset {h.dataset!r} has no published split; use split: random, kfold or holdout_system")
             given = np.concatenate([np.full(len(parts[s]["targets"]), i, np.int8) for i, s in enumerate(("train", "val", "test"))])
         else:
             given = None

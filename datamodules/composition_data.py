@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from datamodules.sources.readers import DataFileError
+from datamodules.sources.readers import DataFileError, SettingError
 from materials.composition import composition_keys
 from materials.elements import ELEMENT_INDEX
 
@@ -37,7 +37,7 @@ def system_elements(system: str) -> list[str]:
     symbols = [s.strip() for s in system.replace(",", "-").split("-") if s.strip()]
     unknown = [s for s in symbols if s not in ELEMENT_INDEX]
     if not symbols or unknown:
-        raise ValueError(f"chemical system {system!r}: unknown element(s) {unknown}")
+        raise SettingError(f"chemical system {system!r}: unknown element(s) {unknown}")
     return symbols
 
 
@@ -53,7 +53,7 @@ def chemical_system_mask(fractions: np.ndarray, system: str, rule: str = "only")
     if rule == "contains":
         return (fractions[:, columns] > 0).all(axis=1)
     if rule != "only":
-        raise ValueError(f"unknown holdout rule {rule!r}: use only or contains")
+        raise SettingError(f"unknown holdout rule {rule!r}: use only or contains")
     outside = np.ones(fractions.shape[1], dtype=bool)
     outside[columns] = False
     return ~(fractions[:, outside] > 0).any(axis=1)
@@ -86,17 +86,17 @@ def assign_splits(
         labels[perm[: int(round(test_fraction * n))]] = 2
     elif method == "kfold":
         if not 0 <= fold < n_folds:
-            raise ValueError(f"fold {fold} is not in 0..{n_folds - 1}")
+            raise SettingError(f"fold {fold} is not in 0..{n_folds - 1}")
         folds = np.empty(n, dtype=np.int64)
         folds[rng.permutation(n)] = np.arange(n) % n_folds
         labels[folds == fold] = 2
     elif method == "holdout_system":
         held = chemical_system_mask(fractions, holdout_system, holdout_rule)
         if not held.any():
-            raise ValueError(f"no composition in the data belongs to {holdout_system} (rule {holdout_rule!r})")
+            raise SettingError(f"no composition in the data belongs to {holdout_system} (rule {holdout_rule!r})")
         labels[held] = 2
     else:
-        raise ValueError(f"unknown split method {method!r}: use fixed, random, kfold or holdout_system")
+        raise SettingError(f"unknown split method {method!r}: use fixed, random, kfold or holdout_system")
     rest = np.flatnonzero(labels == 0)
     rest = rest[rng.permutation(len(rest))]
     labels[rest[: int(round(val_fraction * len(rest)))]] = 1

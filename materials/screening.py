@@ -81,6 +81,36 @@ class Scorer:
                 return
 
     @property
+    def has_std(self) -> bool:
+        """Whether the model was trained with uncertainty (MC dropout or an ensemble)."""
+        return getattr(self.module.hparams, "uncertainty", "none") != "none"
+
+    @torch.inference_mode()
+    def upper_95(self, fractions: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        """(σ, upper end of the central 95 % interval) of the predictive distribution, float32 on the CPU.
+
+        With a calibration in the model (:mod:`lightning_modules.calibration`) both are the calibrated ones;
+        without, σ is the net's own and the interval is μ + 1.96 σ."""
+        sigmas, uppers = [], []
+        calibration = getattr(self.module, "calibration", None)
+        for part in fractions.split(self.batch_size):
+            mean, std = self.module.raw_predict_with_std(self.inputs(part))
+            mean, std = mean.squeeze(1).float(), std.squeeze(1).float()
+            if calibration is None:
+                sigmas.append(std), uppers.append(mean + 1.959964 * std)
+            else:
+                sigmas.append(calibration.sigma(std)), uppers.append(calibration.interval(mean, std, 0.95)[1])
+        return torch.cat(sigmas).cpu().numpy(), torch.cat(uppers).cpu().numpy()
+
+    @property
+    def sigma_kind(self) -> str:
+        """How candidates' σ are made: ``none``, ``raw`` or the calibration's method."""
+        if not self.has_std:
+            return "none"
+        calibration = getattr(self.module, "calibration", None)
+        return "raw" if calibration is None else calibration.method
+
+    @property
     def precision_used(self) -> str:
         return {torch.float32: "32", torch.float16: "16-mixed", torch.bfloat16: "bf16-mixed"}[self._dtype()]
 
@@ -99,7 +129,11 @@ def chunk_fractions(ids: np.ndarray, combos: np.ndarray, arity: int, max_sum: in
 
 CANDIDATES = pa.schema([("formula", pa.string()), ("system", pa.string()), ("arity", pa.int8()),
                         ("predicted_dhf", pa.float64()), ("hull_energy", pa.float64()), ("distance", pa.float64()),
-                        ("chunk", pa.int32())])  # one row per candidate; energies in eV/atom
+                        ("chunk", pa.int32()), ("std", pa.float64()), ("distance_high_95", pa.float64()),
+                        ("confident_95", pa.bool_())])
+"""One row per candidate; energies in eV/atom. For a model trained with uncertainty: ``std`` is the (calibrated)
+σ, ``distance_high_95`` the distance to the hull at the upper end of the central 95 % interval, and ``confident_95``
+whether even that is ``threshold`` below the hull (null for a model without σ)."""
 
 
 @dataclass
@@ -132,10 +166,15 @@ def screen_chunk(chunk: Chunk, ids: np.ndarray, max_sum: int, threshold: float, 
     combos = chunk_combinations(chunk, len(ids))  # positions in ids
     patterns = ratio_patterns(k, max_sum)
     m, p = len(combos), len(patterns)
-    pred = scorer.predict(chunk_fractions(ids, combos, k, max_sum, scorer.device)).double().cpu().numpy().reshape(m, p)
+    fractions = chunk_fractions(ids, combos, k, max_sum, scorer.device)
+    pred = scorer.predict(fractions).double().cpu().numpy().reshape(m, p)
     hull, n_exact = hull_energies(ids, combos, patterns, pred, threshold, index, binaries)
     distance = pred - hull
     rows, cols = np.nonzero(distance <= -threshold)
+    std = high = np.full(len(rows), np.nan)
+    if scorer.has_std and len(rows):  # σ only where it matters: MC dropout takes many passes
+        std, upper = scorer.upper_95(fractions[torch.as_tensor(rows * p + cols, device=fractions.device)])
+        high = upper.astype(np.float64) - hull[rows, cols]
     symbols = np.array(ELEMNET_ELEMENTS)[ids[combos[rows]]]  # (n, k)
     table = pd.DataFrame({
         "formula": [formula(s, patterns[c]) for s, c in zip(symbols, cols)],
@@ -145,5 +184,8 @@ def screen_chunk(chunk: Chunk, ids: np.ndarray, max_sum: int, threshold: float, 
         "hull_energy": hull[rows, cols],
         "distance": distance[rows, cols],
         "chunk": np.full(len(rows), chunk.index, dtype=np.int32),
+        "std": std.astype(np.float64),
+        "distance_high_95": high,
+        "confident_95": pd.array(high <= -threshold if scorer.has_std else [pd.NA] * len(rows), dtype="boolean"),
     })
     return ChunkResult(table, m * p, n_exact)

@@ -197,3 +197,35 @@ def test_the_model_may_be_named_latest_or_by_mlflow_uri(trained):
     assert len(first) > 0
     for spec, table in tables.items():
         pd.testing.assert_frame_equal(table, first, check_exact=False, atol=1e-5, obj=spec)
+
+
+def test_candidates_of_a_model_with_uncertainty_carry_its_calibrated_interval(tmp_path):
+    """An ensemble's candidates carry the calibrated σ and the hull distance at the upper end of the 95 %
+    interval that `make predict` gives for the same formula; `confident_95` is exactly that bound below the
+    threshold, and the report counts them."""
+    (tmp_path / "mlruns").mkdir()
+    env = {"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlruns/mlflow.db"}
+    args = [*task_configs("elemnet", overlays=("smoke",)), "--data.init_args.dataset=ssub",
+            "--data.init_args.skip_bad_rows=true", "--data.init_args.split=random", "--data.init_args.batch_size=32",
+            "--trainer.max_epochs=2",
+            "--model.init_args.uncertainty=ensemble", "--model.init_args.ensemble_size=2"]
+    out = screen(tmp_path, env, args, module="cli.train")
+    assert out.returncode == 0, out.stderr[-3000:]
+    ckpt = next(run_checkpoints(tmp_path, "elemnet")[-1].glob("best*.ckpt"))
+    out = screen(tmp_path, env, ["--ckpt", str(ckpt), "--elements", "Li,Na,O,F,Cl", "--max_arity", "3",
+                                 "--max_sum", "6", "--threshold", "-2", "--output", str(tmp_path / "s.parquet")])
+    assert out.returncode == 0, out.stderr[-3000:]
+    got = pd.read_parquet(tmp_path / "s.parquet")
+    assert len(got) > 20 and (got["std"] > 0).all()
+
+    from lightning_modules.composition_model import load_composition_model, predict_formulas
+
+    module, dm = load_composition_model(ckpt)
+    assert module.calibration is not None
+    expected = predict_formulas(module, dm, list(got["formula"]))
+    np.testing.assert_allclose(got["std"], expected["std"], rtol=1e-4)
+    np.testing.assert_allclose(got["distance_high_95"], expected["high_95"] - got["hull_energy"], atol=1e-4)
+    assert got["confident_95"].tolist() == (got["distance_high_95"] <= 2).tolist()
+    assert 0 < got["confident_95"].sum() < len(got)  # 2 epochs: σ ~ 1 eV/atom, the interval decides
+    confident = int(got["confident_95"].sum())
+    assert f"{confident:,} of them stay -2.0 eV/atom below the hull" in out.stderr

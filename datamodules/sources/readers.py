@@ -21,6 +21,10 @@ class DataFileError(ValueError):
     """A data file, or one of its rows, that cannot be used."""
 
 
+class SettingError(ValueError):
+    """A setting (a config value or an option) that cannot work with the data, said in one line."""
+
+
 @dataclass
 class RawTable:
     """Formulas and targets as read, with the file row of each."""
