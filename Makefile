@@ -13,7 +13,7 @@ TASK_CONFIGS = $(shell $(PY) -m cli.configs $(TASK) $(if $(PROFILE),--profile $(
 # Runs log to $MLFLOW_TRACKING_URI when set (e.g. a `make server`), else to mlruns/mlflow.db (cli/__init__.py).
 export PYTHONUNBUFFERED = 1
 
-.PHONY: help setup postgresql chromium data lock test test-fast train predict baseline bench ui server clean check-task search search-dashboard screen bench-screen bench-mve cv bench-crystal bench-ebsd bench-xrd reproduce analyze reconstruct active-learn
+.PHONY: help setup postgresql chromium data lock test test-fast train predict baseline bench ui server clean check-task search search-dashboard screen bench-screen bench-mve cv bench-crystal bench-ebsd bench-xrd reproduce analyze reconstruct design active-learn
 
 help:
 	@echo "make setup                        create .venv, install pinned dependencies, fetch + verify datasets"
@@ -41,6 +41,7 @@ help:
 	@echo "make analyze TASK=elemnet CKPT=a.ckpt[,transfer=b.ckpt] [ARGS='--layers 1,4,16 --samples 4000']   what the layers learned"
 	@echo "make active-learn TASK=elemnet [ROUNDS=5] [BATCH=1000] [INITIAL=1000] [ACQ=std|random] ARGS=--model.init_args.uncertainty=ensemble   acquire the most uncertain rows"
 	@echo "make reconstruct INPUT=image.npy|.png [METHOD=descriptor|gram] [ARGS=--steps 300]   statistically equivalent microstructures"
+	@echo "make design [CKPT=<microstructure_gan checkpoint>] [TRIALS=60] [SEEDS=3] [ARGS='--sampler tpe']   Bayesian optimisation in a GAN's latent space"
 	@echo "make reproduce TABLE=sweep [FOLDS=10] [OPTS='--fractions 0.1 0.5 1']   Fig. 5.3: scratch vs transfer by training size"
 	@echo "make reproduce TABLE=transfer [FOLDS=10] [OPTS='--tasks elemnet_transfer']   Table 5.2 on SSUB: scratch / applied / transfer"
 	@echo "                                  a published table as Markdown + MLflow (padnet: Fig. 7.7, train x test input x filters)"
@@ -172,6 +173,9 @@ analyze:
 
 reconstruct:
 	$(PY) -m cli.reconstruct --input "$(INPUT)" --methods $(or $(METHOD),descriptor) $(ARGS)
+
+design:
+	$(PY) -m cli.design --ckpt "$(or $(CKPT),latest)" --target $(or $(TARGET),c11) --trials $(or $(TRIALS),60) --seeds $(or $(SEEDS),3) $(ARGS)
 
 # make reproduce TABLE=<name>: cli/reproduce.py's registry. TASK and FOLDS pass through only when given.
 TABLE ?= padnet

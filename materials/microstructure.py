@@ -161,3 +161,22 @@ def periodic_neighbourhoods(micro: torch.Tensor, element: torch.Tensor, voxel: t
     iy = (y[:, None] + offsets) % n2
     iz = (z[:, None] + offsets) % n3
     return micro[element[:, None, None, None], ix[:, :, None, None], iy[:, None, :, None], iz[:, None, None, :]]
+
+
+def gaussian_random_images(seeds, size: int = 128, volume_fraction: tuple[float, float] = (0.3, 0.7),
+                           correlation_length: tuple[float, float] = (2.0, 8.0)) -> dict[str, torch.Tensor]:
+    """Periodic two-phase images (n, size, size), uint8, one per seed: white noise filtered by a Gaussian of
+    independent widths along the two axes (drawn uniformly from ``correlation_length``, pixels), thresholded
+    at a volume fraction drawn uniformly from ``volume_fraction`` (the GAN's training images, Yang et al. 2018)."""
+    fractions, lengths, noise = [], [], []
+    (low, high), (lo, hi) = volume_fraction, correlation_length
+    for seed in seeds:
+        g = torch.Generator().manual_seed(int(seed))
+        fractions.append(low + (high - low) * torch.rand(1, generator=g, dtype=torch.float64))
+        lengths.append(torch.cat([lo + (hi - lo) * torch.rand(2, generator=g, dtype=torch.float64),
+                                  torch.zeros(1, dtype=torch.float64)]))  # a columnar field: no third axis
+        noise.append(torch.randn(size, size, 1, generator=g, dtype=torch.float64))
+    field = gaussian_filter_periodic(torch.stack(noise), torch.stack(lengths))
+    images = threshold_to_fraction(field, torch.cat(fractions))[..., 0]
+    return {"images": images, "volume_fraction": images.double().mean(dim=(1, 2)),
+            "correlation_length": torch.stack(lengths)[:, :2]}

@@ -1,0 +1,100 @@
+"""The microstructure GAN and design in its latent space: nets, images, the columnar solver, the commands."""
+
+import numpy as np
+import pytest
+import torch
+
+from cli.configs import task_configs
+from conftest import run_checkpoints, run_module
+from lightning_modules.gan import DescriptorSums
+from lightning_modules.nets import MicrostructureGAN
+from materials.bounds import laminate_c11, voigt_c11
+from materials.elasticity import TwoPhaseElasticity
+from materials.microstructure import gaussian_random_images
+
+
+def test_the_paper_shapes_a_16_number_latent_to_128_pixel_images_and_back_to_one_logit():
+    gan = MicrostructureGAN(generator_channels=(16, 8, 8, 4), discriminator_channels=(4, 8, 8, 16))
+    images = gan(torch.randn(3, 16))
+    assert gan.latent_dim == 16 and images.shape == (3, 1, 128, 128)
+    assert 0 < images.min() and images.max() < 1
+    assert gan.discriminator(images).shape == (3, 1)
+    with pytest.raises(ValueError, match="gives 128-pixel images, not 64"):
+        MicrostructureGAN(n_features=64)
+
+
+def test_gaussian_random_images_are_seeded_at_their_fraction_and_follow_their_axis_lengths():
+    a = gaussian_random_images([1, 2, 3], size=64)
+    b = gaussian_random_images([3], size=64)
+    assert a["images"].dtype == torch.uint8 and a["images"].shape == (3, 64, 64)
+    assert torch.equal(a["images"][2], b["images"][0])  # an image depends on its own seed only
+    assert ((a["volume_fraction"] >= 0.3) & (a["volume_fraction"] <= 0.7)).all()
+    # a field much longer along x1 than x2 changes phase less often along x1
+    long_x1 = gaussian_random_images([7], size=64, correlation_length=(8.0, 8.0))["images"].double()
+    assert long_x1.diff(dim=1).abs().mean() < 0.2
+
+
+def test_identical_image_sets_have_no_descriptor_error_and_different_ones_do():
+    images = gaussian_random_images(range(8), size=32)["images"][:, None].float()
+    finer = gaussian_random_images(range(8), size=32, correlation_length=(1.0, 1.5))["images"][:, None].float()
+    real, same, other = DescriptorSums(8), DescriptorSums(8), DescriptorSums(8)
+    real.update(images), same.update(images), other.update(finer)
+    assert all(torch.equal(x, y) for x, y in zip(real.means(), same.means()))
+    assert (other.means()[0] - real.means()[0]).abs().mean() > 0.02  # shorter correlations: S2 falls sooner
+    assert (other.means()[1] - real.means()[1]).abs().mean() > 0.02
+
+
+@pytest.mark.parametrize("axis, layers", [(0, "in_plane"), (1, "normal")])
+def test_a_striped_image_as_a_columnar_element_is_the_exact_laminate(axis, layers):
+    """Stripes constant along x1 put x1 in the layers; stripes across x1 put the layers normal to it."""
+    from cli.design import columnar_c11
+
+    stripes = (torch.arange(16) < 8).double()
+    image = stripes[None, :].expand(16, 16) if axis == 0 else stripes[:, None].expand(16, 16)
+    material = TwoPhaseElasticity(contrast=10)
+    got = columnar_c11(image[None], material)[0]
+    assert got == pytest.approx(float(laminate_c11(0.5, material, layers)), rel=1e-4)
+
+
+@pytest.mark.slow
+def test_train_the_gan_then_design_in_its_latent_space(tmp_path):
+    """A seconds-long GAN run logs its samples and descriptor errors; `make design` compares Bayesian
+    optimisation with random GAN samples and random fields, resumes its studies, and refuses a wrong checkpoint."""
+    import mlflow
+
+    (tmp_path / "mlruns").mkdir()
+    uri = f"sqlite:///{tmp_path}/mlruns/mlflow.db"
+    env = {"MLFLOW_TRACKING_URI": uri}
+    out = run_module("cli.train", [*task_configs("microstructure_gan", overlays=("smoke",)),
+                                   "--data.init_args.n_images=300"], tmp_path, env=env)
+    assert out.returncode == 0, out.stderr[-3000:]
+    mlflow.set_tracking_uri(uri)
+    run = mlflow.search_runs(experiment_names=["microstructure_gan"]).iloc[0]
+    assert run["status"] == "FINISHED" and run["metrics.test/descriptor_error"] > 0
+    plots = {a.path for a in mlflow.MlflowClient().list_artifacts(run.run_id, "plots")}
+    assert {"plots/samples-epoch000.png", "plots/descriptors.png", "plots/samples-test.png"} <= plots
+
+    ckpt = next(run_checkpoints(tmp_path, "microstructure_gan")[-1].glob("best*.ckpt"))
+    design = ["--ckpt", str(ckpt), "--trials", "4", "--seeds", "2", "--sampler", "tpe"]
+    out = run_module("cli.design", design, tmp_path, env=env)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "| Bayesian optimisation |" in out.stderr and "| random GAN samples |" in out.stderr
+    runs = mlflow.search_runs(experiment_names=["microstructure_design"])
+    assert len(runs) == 1 and runs.iloc[0]["metrics.solver_calls"] == 3 * 4 * 2
+    artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(runs.iloc[0].run_id, "plots")}
+    assert artifacts == {"plots/best_so_far.png", "plots/best_designs.png"}
+    best = runs.iloc[0]["metrics.bayesian_optimisation/best_mean"]
+    assert 0 < best <= float(voigt_c11(0.5, TwoPhaseElasticity(contrast=10)))  # the rigorous upper bound
+
+    again = run_module("cli.design", design, tmp_path, env=env)  # the studies are finished: no new trial
+    assert again.returncode == 0, again.stderr[-3000:]
+    runs = mlflow.search_runs(experiment_names=["microstructure_design"])
+    latest = runs.sort_values("start_time").iloc[-1]
+    assert latest["metrics.solver_calls"] == 2 * 4 * 2  # the random arms again; the optimisation resumed, done
+    np.testing.assert_allclose(latest["metrics.bayesian_optimisation/best_mean"], best)
+
+    wrong = tmp_path / "wrong.ckpt"
+    torch.save({"state_dict": {}}, wrong)
+    out = run_module("cli.design", ["--ckpt", str(wrong)], tmp_path, env=env)
+    assert out.returncode == 2 and "is not a microstructure_gan checkpoint" in out.stderr
+    assert "Traceback" not in out.stderr
