@@ -5,10 +5,11 @@
    noisy test patterns (the paper: OMNet 0.548° vs DI 0.652°).
 2. Inference patterns/s of both on the same device and patterns (and the net's training samples/s, batch 64,
    which shows whether the CPU threads are starved, see docs/results/ebsd.md): the net of the checkpoint (or the CPU
-   default OMNet), the paper-size OMNet (~200M parameters), DI against the run's dictionary and against a
-   second, larger one (``--large_steps``, default N = 50: 41,625 patterns, simulated once into the cache);
+   default OMNet), the paper-size OMNet (~200M parameters), DI against the run's dictionary and against
+   others (``--dictionary_steps``, default N = 25 and N = 50: 41,625 patterns, simulated once into the cache);
    DI's cost grows with the dictionary, so the paper's N = 100 + 50 (374,852) rate is extrapolated linearly
-   from the two measured sizes and printed as such. Target: OMNet ≥ 100× DI.
+   from the measured sizes and printed as such. Target: OMNet ≥ 10× DI at N = 50. Training samples/s in
+   float32 and under bf16 autocast, beside this CPU's float32 and bf16 GEMM rates (2048², all threads).
 3. Disorientation-loss throughput in pairs/s (forward + backward of the mean over 24 symmetry operators,
    float32): target ≥ 1e6 pairs/s on this CPU; and the largest deviation from orix's ``angle_with`` on 120k
    pairs (100k random, 20k within 0.06° of each other), float32 and float64.
@@ -88,11 +89,14 @@ def net_patterns_per_s(net, patterns: torch.Tensor, device: str, batch: int) -> 
     return len(patterns) / (time.perf_counter() - t0)
 
 
-def net_train_samples_per_s(net, patterns: torch.Tensor, device: str, batch: int = 64, steps: int = 20) -> float:
-    """Adam steps of the MDE loss on real patterns (after two warm-up steps), samples/s."""
+def net_train_samples_per_s(net, patterns: torch.Tensor, device: str, batch: int = 64, steps: int = 20,
+                            dtype: torch.dtype = torch.float32) -> float:
+    """Adam steps of the MDE loss on real patterns (after two warm-up steps), samples/s; ``dtype`` bfloat16
+    runs the net under autocast as ``bf16-mixed`` training does (the loss in float32)."""
     from materials.orientations import REPRESENTATIONS
 
     rep = REPRESENTATIONS[net.representation]
+    batch = min(batch, len(patterns))
     net = net.to(device).train()
     optimizer = torch.optim.Adam(net.parameters(), 1e-4)
     x = patterns[:batch, None].to(device).float() / 255
@@ -102,7 +106,9 @@ def net_train_samples_per_s(net, patterns: torch.Tensor, device: str, batch: int
             _sync(device)
             t0 = time.perf_counter()
         optimizer.zero_grad()
-        disorientation(rep.decode(net(x)), q).mean().backward()
+        with torch.autocast(device, dtype=dtype, enabled=dtype != torch.float32):
+            out = net(x)
+        disorientation(rep.decode(out.float()), q).mean().backward()
         optimizer.step()
     _sync(device)
     return steps * batch / (time.perf_counter() - t0)
@@ -113,7 +119,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     ap.add_argument("--ckpt", default=None, help="OMNet checkpoint (make train TASK=omnet); else untrained nets")
     ap.add_argument("--semi_edge_steps", type=int, nargs="+", default=None,
                     help="dictionary without --ckpt (default: the CPU default of configs/tasks/omnet.yaml)")
-    ap.add_argument("--large_steps", type=int, default=50, help="cubochoric N of the larger DI dictionary (0: skip)")
+    ap.add_argument("--dictionary_steps", type=int, nargs="*", default=[25, 50],
+                    help="cubochoric N of the other DI dictionaries timed beside the run's (none: skip)")
     ap.add_argument("--n_test", type=int, default=1000, help="test patterns (without --ckpt)")
     ap.add_argument("--batch", type=int, default=256, help="net inference batch")
     ap.add_argument("--pairs", type=int, default=1_000_000, help="pairs for the loss throughput")
@@ -157,8 +164,14 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     import copy
 
     for device in devices:  # on a copy: the trained weights stay as loaded
-        results[f"{device}_omnet_train_samples_per_s"] = net_train_samples_per_s(copy.deepcopy(net), test["patterns"],
-                                                                                 device)
+        for name, dtype in (("", torch.float32), ("_bf16", torch.bfloat16)):
+            results[f"{device}_omnet_train_samples_per_s{name}"] = net_train_samples_per_s(
+                copy.deepcopy(net), test["patterns"], device, dtype=dtype)
+    from cli.bench.models import matmul_gflops
+
+    threads = torch.get_num_threads()
+    results.update({f"cpu_matmul_gflops_{name}": matmul_gflops(threads, dtype=dtype)
+                    for name, dtype in (("float32", torch.float32), ("bf16", torch.bfloat16))})
     results["cpu_omnet_speedup_over_di"] = results["cpu_omnet_patterns_per_s"] / results["cpu_di_patterns_per_s"]
     if args.paper_net:
         paper = OMNet(dm.n_features, channels=(64, 64, 128, 128, 256, 256, 256, 256), shared_width=3328,
@@ -168,20 +181,25 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             results[f"{device}_paper_omnet_patterns_per_s"] = net_patterns_per_s(paper, test["patterns"][:1024],
                                                                                  device, 64)
         del paper
-    if args.large_steps:
-        large = EBSDDataModule(semi_edge_steps=[args.large_steps], n_test=dm.hparams.n_test,
-                               n_val=dm.hparams.n_val, seed=dm.hparams.seed)
-        large.prepare_data()
-        large.setup()
-        big = large.arrays["train"]
-        _, seconds = dictionary_index(test["patterns"], big["patterns"], big["quaternions"].numpy(), mp.phase)
-        results["large_dictionary_patterns"] = len(big["patterns"])
-        results["cpu_di_large_patterns_per_s"] = len(test["patterns"]) / seconds
-        # seconds per test pattern = a + b * dictionary size, through the two measured points
-        per_small, per_large = 1 / results["cpu_di_patterns_per_s"], 1 / results["cpu_di_large_patterns_per_s"]
-        slope = (per_large - per_small) / (len(big["patterns"]) - len(train["patterns"]))
-        if slope > 0:  # else the two sizes are too small or too close to tell the per-pattern cost apart
-            per_paper = per_small + slope * (PAPER_DICTIONARY - len(train["patterns"]))
+    sizes, per_pattern = [len(train["patterns"])], [1 / results["cpu_di_patterns_per_s"]]
+    for steps in args.dictionary_steps:  # DI against other dictionaries, simulated once into the cache
+        other = EBSDDataModule(semi_edge_steps=[steps], n_test=dm.hparams.n_test, n_val=dm.hparams.n_val,
+                               seed=dm.hparams.seed)
+        other.prepare_data()
+        other.setup()
+        patterns = other.arrays["train"]
+        _, seconds = dictionary_index(test["patterns"], patterns["patterns"], patterns["quaternions"].numpy(), mp.phase)
+        results[f"dictionary_N{steps}_patterns"] = len(patterns["patterns"])
+        results[f"cpu_di_N{steps}_patterns_per_s"] = len(test["patterns"]) / seconds
+        results[f"cpu_omnet_speedup_over_di_N{steps}"] = results["cpu_omnet_patterns_per_s"] * seconds / len(
+            test["patterns"])
+        sizes.append(len(patterns["patterns"]))
+        per_pattern.append(seconds / len(test["patterns"]))
+    if len(sizes) > 1:
+        # seconds per test pattern = a + b * dictionary size, fitted through the measured sizes
+        slope, intercept = np.polyfit(np.array(sizes, dtype=float), np.array(per_pattern), 1)
+        if slope > 0:  # else the sizes are too small or too close to tell the per-pattern cost apart
+            per_paper = intercept + slope * PAPER_DICTIONARY
             results["cpu_di_paper_dictionary_patterns_per_s_extrapolated"] = 1 / per_paper
             for prefix in ("cpu_omnet", "cpu_paper_omnet"):
                 if f"{prefix}_patterns_per_s" in results:
