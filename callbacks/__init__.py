@@ -5,6 +5,7 @@ from callbacks.composition_model import LogCompositionModel
 from callbacks.confusion_matrix import ConfusionMatrixArtifact
 from callbacks.ebsd_baselines import DictionaryIndexingBaseline
 from callbacks.ebsd_noise_sweep import NoiseSweep
+from callbacks.extrapolation import ExtrapolationErrors
 from callbacks.gan_samples import GANSamples
 from callbacks.mlflow_run import MLflowRunInfo, MLflowSaveConfig, RunLogger
 from callbacks.polymorph_metrics import PolymorphMetrics
@@ -14,6 +15,6 @@ from callbacks.regression_plots import RegressionPlots
 from callbacks.timeline import RunTimeline
 from callbacks.xrd_baselines import XRDBaselines
 
-__all__ = ["ConfusionMatrixArtifact", "DictionaryIndexingBaseline", "DisorientationPlots", "GANSamples", "HomogenizationBaselines", "LocalizationBaselines",
+__all__ = ["ConfusionMatrixArtifact", "DictionaryIndexingBaseline", "DisorientationPlots", "ExtrapolationErrors", "GANSamples", "HomogenizationBaselines", "LocalizationBaselines",
            "LogCompositionModel", "MLflowRunInfo", "MLflowSaveConfig", "NoiseSweep",
            "PolymorphMetrics", "RegressionPlots", "RunLogger", "RunTimeline", "UncertaintyCalibration", "XRDBaselines"]

@@ -1,6 +1,7 @@
 """The extrapolation flag: unseen chemical systems and compositions far from every training composition."""
 
 import numpy as np
+import pytest
 
 from materials.composition import parse_compositions
 from materials.extrapolation import ExtrapolationFlag, chemical_systems, nearest_distance
@@ -30,3 +31,11 @@ def test_the_threshold_is_a_quantile_of_held_out_distances():
     flag = ExtrapolationFlag.fit(train, held_out, quantile=0.8)
     assert np.isclose(flag.threshold, np.quantile(nearest_distance(held_out, train), 0.8))
     assert abs((nearest_distance(held_out, train) > flag.threshold).mean() - 0.2) < 0.01
+
+
+def test_flagged_errors_split_the_mae_by_the_flag():
+    from callbacks.extrapolation import flagged_errors
+
+    out = flagged_errors(np.array([True, False, False, True]), np.array([1.0, 0.1, 0.3, 3.0]))
+    assert out == {"rows": 4.0, "flagged_share": 0.5, "mae_flagged": 2.0, "mae_unflagged": pytest.approx(0.2)}
+    assert np.isnan(flagged_errors(np.array([True]), np.array([1.0]))["mae_unflagged"])

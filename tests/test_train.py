@@ -97,7 +97,10 @@ def test_mlflow_run_has_metrics_artifacts_and_a_model_that_predicts(workdir):
     assert [m.step for m in client.get_metric_history(run.run_id, "test/mae")] == [0]
     assert [m.step for m in client.get_metric_history(run.run_id, "time/training_s")] == [0]
     artifacts = {a.path for a in client.list_artifacts(run.run_id)}
-    assert {"config.yaml", "cleaning_report.json", "plots", "model"} <= artifacts
+    assert {"config.yaml", "cleaning_report.json", "plots", "model", "extrapolation.md"} <= artifacts
+    # the extrapolation flag scored on the test and validation rows (at most 10,000 of each)
+    assert run["metrics.extrapolation/test/rows"] == 10_000 and 0 < run["metrics.extrapolation/test/flagged_share"] < 1
+    assert run["metrics.extrapolation/all/mae_flagged"] > 0 and run["metrics.extrapolation/all/mae_unflagged"] > 0
     assert {a.path for a in client.list_artifacts(run.run_id, "plots")} == {
         "plots/parity.png", "plots/error_cdf.png", "plots/val_curve_minutes.png"}
     model = mlflow.pyfunc.load_model(f"runs:/{run.run_id}/model")
