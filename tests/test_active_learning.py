@@ -38,3 +38,23 @@ def test_rounds_acquire_uncertain_rows_once_each_and_resume(workdir, capsys):
     assert capsys.readouterr().out.count("finished earlier") == 3
     with pytest.raises(SystemExit, match="needs a predictive standard deviation"):
         main(["--task", "elemnet", "--rounds", "2", "--batch", "5", "--initial", "10", "--", *task_args("elemnet", *SSUB)])
+
+
+def test_labels_to_reach_interpolates_between_rounds():
+    from cli.reproduce.active_learning import labels_to_reach
+
+    labels, mae = np.array([100, 200, 300]), np.array([0.5, 0.3, 0.2])
+    assert labels_to_reach(labels, mae, 0.4) == pytest.approx(150)
+    assert labels_to_reach(labels, mae, 0.6) == 100 and np.isnan(labels_to_reach(labels, mae, 0.1))
+
+
+@pytest.mark.slow
+def test_the_reproduce_table_compares_both_acquisitions_over_seeds(workdir):
+    from cli.reproduce import main
+
+    text = main(["active-learning", "--seeds", "0", "1", "--rounds", "2", "--al-batch", "30", "--initial", "50", "--",
+                 *SSUB, "--trainer.max_epochs=1", "--model.init_args.uncertainty=ensemble",
+                 "--model.init_args.ensemble_size=2"])
+    assert "| labelled rows | most uncertain (std) | random |" in text
+    assert "| 50 |" in text and "| 80 |" in text and "per seed:" in text
+    assert (workdir / "outputs" / "reproduce" / "active-learning-elemnet.png").exists()

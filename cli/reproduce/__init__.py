@@ -24,6 +24,8 @@ Tables:
   ElemNet and Roost (:mod:`cli.reproduce.transfer`).
 - ``precision``: the task trained in float32 and in bf16-mixed, same seeds and budget: test MAE, training
   minutes, and the validation curves against minutes (:mod:`cli.reproduce.precision`).
+- ``active-learning``: the most uncertain rows against random ones, same pool, rounds and seeds
+  (:mod:`cli.reproduce.active_learning`).
 - ``search``: does the architecture search pay? The task's own net (default ``irnet``: IRNet-17)
   against the best trial of its Optuna study, same budget and split, over ``--seeds``
   (:mod:`cli.reproduce.search_pays`).
@@ -39,7 +41,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cli.configs import task_configs
-from cli.reproduce import crabnet, elemnet, experimental, irnet, padnet, precision, search_pays, transfer
+from cli.reproduce import (active_learning, crabnet, elemnet, experimental, irnet, padnet, precision, search_pays,
+                           transfer)
 from cli.reproduce.cells import Cells, config_digest, hardware
 
 
@@ -64,6 +67,8 @@ TABLES: dict[str, Table] = {
     "irnet": Table(irnet.irnet_table, "irnet", irnet.key_parts, irnet.probe),
     "experimental": Table(experimental.experimental_table, "elemnet", experimental.key_parts, experimental.probe),
     "precision": Table(precision.precision_table, "irnet", precision.key_parts, _task_and_extra),
+    "active-learning": Table(active_learning.active_learning_table, "elemnet", active_learning.key_parts,
+                             _task_and_extra),
     "sweep": Table(transfer.sweep_table, "elemnet_transfer",
                    lambda opts, extra: [*opts.tasks[:1], str(opts.folds), *map(str, opts.fractions), *extra],
                    transfer.probe),
@@ -88,6 +93,9 @@ def main(argv: list[str] | None = None) -> str:
     ap.add_argument("--datasets", nargs="+", default=None, help="irnet: the OQMD properties (default: all four)")
     ap.add_argument("--fractions", type=float, nargs="+", default=[round(0.1 * k, 1) for k in range(1, 11)],
                     help="sweep: training-set fractions")
+    ap.add_argument("--rounds", type=int, default=5, help="active-learning: rounds per arm")
+    ap.add_argument("--al-batch", dest="al_batch", type=int, default=1000, help="active-learning: rows acquired a round")
+    ap.add_argument("--initial", type=int, default=1000, help="active-learning: random rows labelled first")
     ap.add_argument("--profile", default=None,
                     help="every table: add configs/profiles/<profile>/<task>.yaml (e.g. paper) to the task configs")
     ap.add_argument("--study", default=None, help="search: the Optuna study (default: the task)")
