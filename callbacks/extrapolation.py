@@ -48,7 +48,7 @@ class ExtrapolationErrors(pl.Callback):
     def on_test_end(self, trainer, pl_module):
         data, outputs = trainer.datamodule, getattr(pl_module, "last_test_outputs", None)
         logger = mlflow_logger(trainer)
-        if (outputs is None or logger is None or trainer.global_rank != 0 or data is None
+        if (outputs is None or logger is None or trainer.world_size > 1 or data is None  # DDP: a shard's rows
                 or "val" not in getattr(data, "compositions", {}) or len(data.compositions["val"][0]) < 10):
             return
         train, val = data.compositions["train"][0], data.compositions["val"][0]

@@ -161,7 +161,8 @@ def test_full_disk_keeps_finished_chunks_and_resumes(trained):
         assert again.returncode == 0, again.stderr[-3000:]
     total = pd.read_parquet(output)
     assert len(total) == sum(count_compositions(10, 4, 6).values())  # every composition, once
-    pd.testing.assert_frame_equal(total.iloc[: len(kept)], kept.reset_index(drop=True))
+    # (confident_95 is all null for a model without σ: pandas reads such a column as object from one file)
+    pd.testing.assert_frame_equal(total.iloc[: len(kept)], kept.reset_index(drop=True), check_dtype=False)
 
 
 def test_refusals_name_the_problem(trained):
