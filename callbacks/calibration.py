@@ -19,6 +19,21 @@ import torch
 from lightning_modules.calibration import METHODS, SigmaCalibration
 
 
+def validation_predictions(data, pl_module) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+    """(mean, raw σ or None, true) of every validation row, in eval mode and float32, in row order."""
+    was_training = pl_module.training
+    pl_module.eval()
+    means, stds, trues = [], [], []
+    with torch.inference_mode(), torch.autocast(pl_module.device.type, enabled=False):
+        for x, y in data.val_dataloader():
+            mean, std = pl_module.raw_predict_with_std(x.to(pl_module.device))
+            means.append(mean.float().cpu()), trues.append(y.float().cpu())
+            stds.append(None if std is None else std.float().cpu())
+    pl_module.train(was_training)
+    std = None if stds[0] is None else torch.cat(stds).flatten()
+    return torch.cat(means).flatten(), std, torch.cat(trues).flatten()
+
+
 class UncertaintyCalibration(pl.Callback):
     """Fit σ's recalibration on the validation split before testing; keep it in the tested checkpoint."""
 
@@ -29,15 +44,7 @@ class UncertaintyCalibration(pl.Callback):
         data = trainer.datamodule
         if data is None or not hasattr(data, "val_dataloader"):
             return
-        was_training = pl_module.training
-        pl_module.eval()
-        means, stds, trues = [], [], []
-        with torch.inference_mode(), torch.autocast(pl_module.device.type, enabled=False):
-            for x, y in data.val_dataloader():
-                mean, std = pl_module.raw_predict_with_std(x.to(pl_module.device))
-                means.append(mean.float().cpu()), stds.append(std.float().cpu()), trues.append(y.float().cpu())
-        pl_module.train(was_training)
-        mean, std, true = (torch.cat(t).flatten() for t in (means, stds, trues))
+        mean, std, true = validation_predictions(data, pl_module)
         pl_module.calibration_alternatives = {m: SigmaCalibration.fit(mean, std, true, m) for m in METHODS}
         pl_module.calibration = pl_module.calibration_alternatives[hparams.calibration]
 

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 import lightning.pytorch as pl
-import torch
 
+from callbacks.calibration import validation_predictions
 from callbacks.mlflow_run import mlflow_logger
 from materials.extrapolation import ExtrapolationFlag
 
@@ -34,17 +34,6 @@ class ExtrapolationErrors(pl.Callback):
     def __init__(self, max_rows: int = 10_000, seed: int = 0):
         self.max_rows, self.seed = max_rows, seed
 
-    def _val_errors(self, trainer, pl_module) -> np.ndarray:
-        was_training = pl_module.training
-        pl_module.eval()
-        errors = []
-        with torch.inference_mode(), torch.autocast(pl_module.device.type, enabled=False):
-            for x, y in trainer.datamodule.val_dataloader():
-                mean, _ = pl_module.raw_predict_with_std(x.to(pl_module.device))
-                errors.append((mean.float().cpu() - y.float().cpu()).abs().flatten())
-        pl_module.train(was_training)
-        return torch.cat(errors).numpy()
-
     def on_test_end(self, trainer, pl_module):
         data, outputs = trainer.datamodule, getattr(pl_module, "last_test_outputs", None)
         logger = mlflow_logger(trainer)
@@ -53,7 +42,8 @@ class ExtrapolationErrors(pl.Callback):
             return
         train, val = data.compositions["train"][0], data.compositions["val"][0]
         flag = ExtrapolationFlag.fit(train, val, seed=self.seed)
-        errors = {"test": (outputs[0] - outputs[1]).abs().numpy(), "val": self._val_errors(trainer, pl_module)}
+        val_mean, _, val_true = validation_predictions(data, pl_module)
+        errors = {"test": (outputs[0] - outputs[1]).abs().numpy(), "val": (val_mean - val_true).abs().numpy()}
         rng = np.random.default_rng(self.seed)
         flags, kept = {}, {}
         for split, error in errors.items():
