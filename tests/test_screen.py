@@ -153,16 +153,16 @@ def test_full_disk_keeps_finished_chunks_and_resumes(trained):
         assert proc.returncode == 2, proc.stderr[-3000:]
         assert "disk full while writing" in proc.stderr and "run the same command again to resume" in proc.stderr
         partial = output.with_name(output.name + ".partial")
-        kept = pd.read_parquet(partial)  # the finished chunks stay readable
+        kept = pd.read_parquet(partial, dtype_backend="numpy_nullable")  # the finished chunks stay readable
         assert len(kept) > 0 and not output.exists()
 
         again = subprocess.run([sys.executable, "-m", "cli.screen", *args], cwd=root, env=run_env,
                                capture_output=True, text=True, timeout=600)
         assert again.returncode == 0, again.stderr[-3000:]
-    total = pd.read_parquet(output)
+    total = pd.read_parquet(output, dtype_backend="numpy_nullable")
     assert len(total) == sum(count_compositions(10, 4, 6).values())  # every composition, once
-    # (confident_95 is all null for a model without σ: pandas reads such a column as object from one file)
-    pd.testing.assert_frame_equal(total.iloc[: len(kept)], kept.reset_index(drop=True), check_dtype=False)
+    # (nullable dtypes on both reads: confident_95 is all null for a model without σ)
+    pd.testing.assert_frame_equal(total.iloc[: len(kept)], kept.reset_index(drop=True))
 
 
 def test_refusals_name_the_problem(trained):
