@@ -5,14 +5,16 @@ Comput. Mater. Sci. 151, 278 (2018); Acta Mater. 166, 335 (2019), who used
 periodic finite elements) come from this solver. It is the Fourier–Galerkin
 scheme of Moulinec & Suquet (Comput. Methods Appl. Mech. Eng. 157, 69 (1998))
 solved by conjugate gradients as in Zeman et al. (J. Comput. Phys. 229, 8065
-(2010)) and Vondřejc et al. (Comput. Math. Appl. 68, 156 (2014)):
+(2010)) and Vondřejc et al. (Comput. Math. Appl. 68, 156 (2014)), preconditioned
+by the Green operator of an isotropic reference medium (:func:`solve`):
 
     find the fluctuation ε̃ (zero mean, compatible) with  G[C : (E + ε̃)] = 0,
 
 where E is the imposed macroscopic strain and G the orthogonal projection onto
 compatible zero-mean strain fields; in Fourier space, with n = ξ/|ξ| and
 w = τ̂ n, G τ̂ = n⊗w + w⊗n − (n·w) n⊗n. ``G C`` is symmetric positive definite
-on compatible fields, so CG converges in O(√contrast) iterations. The residual
+on compatible fields, so CG converges in O(√κ) iterations, κ the spread of C's
+eigenvalues; the preconditioner brings κ down to the phase contrast. The residual
 G σ is the non-equilibrated part of the stress: at convergence ``ξ·σ̂(ξ) = 0``
 for every ξ ≠ 0 to the tolerance, i.e. the discrete divergence vanishes.
 
@@ -109,7 +111,7 @@ class CompatibleProjection:
         keep = norm > 0
         for axis, size in enumerate(shape):  # no Nyquist content on even grids: G = 0 there, like the mean
             if size % 2 == 0:
-                keep &= xi[axis] != -0.5
+                keep &= xi[axis].abs() != 0.5  # rfftfreq puts the last axis's Nyquist at +0.5
         self.n = torch.where(keep, xi / norm.clamp_min(1e-30), torch.zeros_like(xi))
         self.nn = torch.stack([self.n[i] * self.n[j] for i, j in VOIGT_PAIRS])  # n_i n_j, (6, ...)
 
@@ -167,6 +169,68 @@ class ElasticSolution:
     residual: torch.Tensor
 
 
+class ReferenceGreenOperator:
+    """Γ0 of an isotropic reference medium (λ0, μ0), the preconditioner of the solver's CG, in Fourier space.
+
+    For a stress τ̂ with traction ŵ = τ̂ n it gives the compatible strain ε̂ = sym(n ⊗ û) with
+    û = (ŵ − c (n·ŵ) n) / μ0, c = (λ0 + μ0) / (λ0 + 2μ0): the strain whose stress C0 ε̂ has the same
+    non-equilibrated part as τ̂ (G C0 ε̂ = G τ̂). Only tractions and 3-vectors û are stored; complex
+    fields are real pairs (last axis) so that products with the real n are real products.
+    """
+
+    def __init__(self, projection: CompatibleProjection, lam0: float, mu0: float):
+        self.n = projection.n[..., None]  # (3, ..., 1)
+        self.half_n = self.n * 0.5
+        self.c, self.mu0 = (lam0 + mu0) / (lam0 + 2 * mu0), mu0
+        shape = projection.shape
+        self.size, self.nyquist = float(shape[0] * shape[1] * shape[2]), shape[2] % 2 == 0
+
+    def traction(self, t: torch.Tensor) -> torch.Tensor:
+        """ŵ = τ̂ n for (B, 6, ..., 2) Fourier tensors: (B, 3, ..., 2)."""
+        n = self.n
+        out = torch.empty((t.shape[0], 3, *t.shape[2:]), dtype=t.dtype, device=t.device)
+        for i, (a, b, c) in enumerate(((0, 5, 4), (5, 1, 3), (4, 3, 2))):  # rows of the symmetric tensor
+            torch.mul(t[:, a], n[0], out=out[:, i])
+            out[:, i].addcmul_(t[:, b], n[1]).addcmul_(t[:, c], n[2])
+        return out
+
+    def normal_part(self, w: torch.Tensor) -> torch.Tensor:
+        """n·ŵ, (B, 1, ..., 2)."""
+        nw = w[:, :1] * self.n[0]
+        return nw.addcmul_(w[:, 1:2], self.n[1]).addcmul_(w[:, 2:3], self.n[2])
+
+    def displacement(self, w: torch.Tensor, nw: torch.Tensor) -> torch.Tensor:
+        """û = (ŵ − c (n·ŵ) n) / μ0."""
+        return torch.mul(w, 1 / self.mu0).addcmul_(nw, self.n, value=-self.c / self.mu0)
+
+    def strain(self, u: torch.Tensor) -> torch.Tensor:
+        """sym(n ⊗ û) as (B, 6, ..., 2) in the solver's 6-vector order."""
+        n, h = self.n, self.half_n
+        out = torch.empty((u.shape[0], 6, *u.shape[2:]), dtype=u.dtype, device=u.device)
+        for a, (i, j) in enumerate(VOIGT_PAIRS):
+            if i == j:
+                torch.mul(u[:, i], n[i], out=out[:, a])
+            else:
+                torch.mul(u[:, j], h[i], out=out[:, a]).addcmul_(u[:, i], h[j])
+        return out
+
+    def norm2(self, w: torch.Tensor) -> torch.Tensor:
+        """Per element Σ_x |f(x)|² of the real fields whose half spectra are ``w`` (B, C, ..., 2): Parseval over
+        the half spectrum counts every plane k3 twice except k3 = 0 (and the Nyquist plane of an even N3)."""
+        def squares(t):
+            return torch.linalg.vector_norm(t.reshape(t.shape[0], -1), dim=1) ** 2
+
+        total = 2 * squares(w) - squares(w[..., 0, :])
+        if self.nyquist:
+            total = total - squares(w[..., -1, :])
+        return total / self.size
+
+    def residual_and_energy(self, w: torch.Tensor, nw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """‖G τ‖² (|G τ̂|² = 2|ŵ|² − |n·ŵ|² at each frequency) and ⟨G τ, Γ0 τ⟩ = (|ŵ|² − c|n·ŵ|²) / μ0."""
+        ww, nn = self.norm2(w), self.norm2(nw)
+        return 2 * ww - nn, (ww - self.c * nn) / self.mu0
+
+
 def solve(micro: torch.Tensor, material: TwoPhaseElasticity, macro_strain=UNIAXIAL_11, tol: float = 1e-6,
           max_iter: int = 1000, dtype: torch.dtype = torch.float64, raise_on_failure: bool = True) -> ElasticSolution:
     """Equilibrium of each element under the macroscopic strain ``macro_strain`` (6-vector, tensor shears).
@@ -174,43 +238,60 @@ def solve(micro: torch.Tensor, material: TwoPhaseElasticity, macro_strain=UNIAXI
     Stops each element when ‖G σ‖ ≤ tol ‖C:E‖ (its non-equilibrated stress relative to the stress the
     imposed strain alone would give). With ``raise_on_failure`` an element left above ``tol`` raises
     :class:`SolverNotConverged` naming its residual; never a silent label.
+
+    Conjugate gradients on G C, preconditioned by the Green operator Γ0 of an isotropic reference medium
+    with the geometric-mean bulk and shear moduli of the phases: the preconditioned operator's spectrum is
+    the range of C0⁻¹C, the phase contrast (50 at contrast 50 with equal Poisson ratios) instead of the
+    spread of C's own eigenvalues (3K_hard / 2μ_soft, 162), so about √(162/50) ≈ 1.8 times fewer
+    iterations to the same residual. Directions and the solution live in Fourier space as 3-vectors
+    (compatible strains are sym(n ⊗ û)); an iteration is 6 inverse and 6 forward FFTs, as before.
     """
     micro = check_microstructure(micro).to(dtype)
     batch, shape = micro.shape[0], tuple(micro.shape[1:])
     (l0, l1), (m0, m1) = material.lame()
     lam = l0 + (l1 - l0) * micro
     mu = m0 + (m1 - m0) * micro
+    (k0, k1), _ = material.bulk_shear()
+    bulk_ref, mu_ref = (k0 * k1) ** 0.5, (m0 * m1) ** 0.5
     project = CompatibleProjection(shape, micro.device, dtype)
+    green = ReferenceGreenOperator(project, bulk_ref - 2 * mu_ref / 3, mu_ref)
     mean = torch.as_tensor(macro_strain, dtype=dtype, device=micro.device).reshape(1, 6, 1, 1, 1)
     macro = mean.expand(batch, 6, *shape)
 
-    def operator(field):
-        return project(stress(field, lam, mu))
+    def fourier(field):  # (B, 6, N1, N2, N3) real -> (B, 6, N1, N2, N3 // 2 + 1, 2)
+        return torch.view_as_real(torch.fft.rfftn(field, dim=(2, 3, 4)))
+
+    def real(spectrum):
+        return torch.fft.irfftn(torch.view_as_complex(spectrum), s=shape, dim=(2, 3, 4))
 
     imposed = stress(macro, lam, mu)  # C:E, the scale of the stopping rule
     scale = _dot(imposed, imposed).sqrt().clamp_min(torch.finfo(dtype).tiny)
-    fluctuation = torch.zeros_like(macro)
-    residual = -project(imposed)
-    direction = residual.clone()
-    rr = _dot(residual, residual)
+    w = -green.traction(fourier(imposed))  # traction of the residual stress −C(E + ε̃), ε̃ = 0
+    nw = green.normal_part(w)
+    u = green.displacement(w, nw)  # the preconditioned residual Γ0 r, as sym(n ⊗ u)
+    rr, rz = green.residual_and_energy(w, nw)
+    solution = torch.zeros_like(u)  # ε̃ = sym(n ⊗ solution)
+    direction = u
     iterations = torch.zeros(batch, dtype=torch.long, device=micro.device)
-    done = rr.sqrt() <= tol * scale
+    done = rr.clamp_min(0).sqrt() <= tol * scale
     tiny = torch.finfo(dtype).tiny
     for _ in range(max_iter):
         if bool(done.all()):
             break
-        applied = operator(direction)
-        alpha = torch.where(done, torch.zeros_like(rr), rr / _dot(direction, applied).clamp_min(tiny))
-        alpha = alpha[:, None, None, None, None]
-        fluctuation.addcmul_(alpha, direction)  # in place: no field-sized temporaries
-        residual.addcmul_(alpha, applied, value=-1)
-        rr_new = _dot(residual, residual)
-        beta = torch.where(done, torch.zeros_like(rr), rr_new / rr.clamp_min(tiny))
-        direction.mul_(beta[:, None, None, None, None]).add_(residual)
+        p = real(green.strain(direction))
+        cp = stress(p, lam, mu)
+        alpha = torch.where(done, torch.zeros_like(rz), rz / _dot(p, cp).clamp_min(tiny))
+        alpha = alpha[:, None, None, None, None, None]
+        solution.addcmul_(alpha, direction)
+        w.addcmul_(alpha, green.traction(fourier(cp)), value=-1)
+        nw = green.normal_part(w)
+        rr, rz_new = green.residual_and_energy(w, nw)
+        beta = torch.where(done, torch.zeros_like(rz), rz_new / rz.clamp_min(tiny))
+        direction = green.displacement(w, nw).addcmul_(beta[:, None, None, None, None, None], direction)
         iterations += (~done).long()
-        rr = rr_new
-        done = done | (rr.sqrt() <= tol * scale)
-    strain = macro + fluctuation
+        rz = rz_new
+        done = done | (rr.clamp_min(0).sqrt() <= tol * scale)
+    strain = macro + real(green.strain(solution))
     sigma = stress(strain, lam, mu)
     true_residual = project(sigma)  # recomputed from the final field, not the CG recursion
     relative = _dot(true_residual, true_residual).sqrt() / scale

@@ -119,3 +119,33 @@ def test_float32_passes_the_same_physics_checks_at_the_datasets_tolerance():
     assert torch.allclose(single.double(), double, rtol=1e-4)
     lower, upper = hashin_shtrikman_c11(random["volume_fraction"].numpy(), material)
     assert np.all((lower < single.numpy()) & (single.numpy() < upper))
+
+
+@pytest.mark.parametrize("shape", [(7, 8, 9), (6, 5, 4), (9, 9, 1)])
+def test_the_preconditioner_norms_in_fourier_space_equal_the_real_space_ones(shape):
+    """‖G τ‖² and ⟨G τ, Γ0 τ⟩ from τ's traction on the half spectrum equal the real-space inner products (odd,
+    even and columnar grids), and Γ0 τ is the compatible strain whose reference stress has τ's traction."""
+    from materials.elasticity import ReferenceGreenOperator, _dot
+
+    tau = torch.randn(2, 6, *shape, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    project = CompatibleProjection(shape, "cpu", torch.float64)
+    lam0, mu0 = 3.0, 2.0
+    green = ReferenceGreenOperator(project, lam0, mu0)
+    w = green.traction(torch.view_as_real(torch.fft.rfftn(tau, dim=(2, 3, 4))))
+    nw = green.normal_part(w)
+    residual, energy = green.residual_and_energy(w, nw)
+    g_tau = project(tau)
+    z = torch.fft.irfftn(torch.view_as_complex(green.strain(green.displacement(w, nw))), s=shape, dim=(2, 3, 4))
+    assert torch.allclose(residual, _dot(g_tau, g_tau), rtol=1e-10)
+    assert torch.allclose(energy, _dot(g_tau, z), rtol=1e-10)
+    assert torch.allclose(project(z), z, atol=1e-12)  # compatible
+    c0_z = stress(z, torch.full((2, *shape), lam0, dtype=torch.float64), torch.full((2, *shape), mu0, dtype=torch.float64))
+    assert torch.allclose(project(c0_z), g_tau, atol=1e-10)  # G C0 Γ0 τ = G τ
+
+
+def test_the_reference_medium_cuts_the_iterations():
+    """Preconditioned by Γ0 of the geometric-mean medium: 29-30 iterations on these 15³ elements at contrast 50
+    (the unpreconditioned CG took 37-39 for the same residual)."""
+    micro = MicrostructureSampler(size=15).draw([0, 1, 2])["micro"]
+    solution = solve(micro, TwoPhaseElasticity(contrast=50.0), tol=1e-5)
+    assert torch.all(solution.residual <= 1e-5) and int(solution.iterations.max()) <= 32
