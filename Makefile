@@ -125,7 +125,7 @@ server:
 clean:
 	rm -rf outputs lightning_logs .pytest_cache
 
-TRIALS  ?= 20
+search: TRIALS ?= 20
 WORKERS ?= 1
 STORAGE ?= sqlite:///mlruns/optuna.db
 search: check-task
@@ -174,8 +174,9 @@ analyze:
 reconstruct:
 	$(PY) -m cli.reconstruct --input "$(INPUT)" --methods $(or $(METHOD),descriptor) $(ARGS)
 
+design: TRIALS ?= 60
 design:
-	$(PY) -m cli.design --ckpt "$(or $(CKPT),latest)" --target $(or $(TARGET),c11) --trials $(or $(TRIALS),60) --seeds $(or $(SEEDS),3) $(ARGS)
+	$(PY) -m cli.design --ckpt "$(or $(CKPT),latest)" --target $(or $(TARGET),c11) --trials $(TRIALS) --seeds $(or $(SEEDS),3) $(ARGS)
 
 # make reproduce TABLE=<name>: cli/reproduce.py's registry. TASK and FOLDS pass through only when given.
 TABLE ?= padnet

@@ -52,7 +52,8 @@ def parse_args(argv):
     ap.add_argument("--volume_fraction", type=float, default=0.5, help="every design is decoded to exactly this")
     ap.add_argument("--contrast", type=float, default=10.0, help="E_hard / E_soft (E_hard = 120 GPa, ν = 0.3)")
     ap.add_argument("--sampler", default="gp", choices=["gp", "tpe"])
-    ap.add_argument("--bound", type=float, default=3.0, help="each latent number is searched in [-bound, bound]")
+    ap.add_argument("--bound", type=float, default=2.0,
+                    help="each latent number is searched in [-bound, bound] (the GAN was trained on N(0, 1) draws)")
     ap.add_argument("--storage", default="sqlite:///mlruns/optuna.db")
     ap.add_argument("--experiment", default="microstructure_design")
     args = ap.parse_args(argv)
@@ -134,8 +135,10 @@ def random_gan(evaluator: Evaluator, args, seed: int):
 
 def random_fields(evaluator: Evaluator, args, seed: int):
     rng = np.random.default_rng(10_000 + seed)
-    drawn = gaussian_random_images(rng.integers(0, 2**62, args.trials), evaluator.size)["images"]
-    images = torch.stack([exact_fraction(image.double(), args.volume_fraction) for image in drawn])
+    # thresholded at the design's fraction from their continuous fields: forcing a binary image of another
+    # fraction to it would flip whole rows of tied pixels (stripes along x1, the stiff direction)
+    fraction = (args.volume_fraction, args.volume_fraction)
+    images = gaussian_random_images(rng.integers(0, 2**62, args.trials), evaluator.size, fraction)["images"].double()
     values = np.concatenate([evaluator.score(part) for part in images.split(8)])
     return values, images[int(values.argmax())]
 

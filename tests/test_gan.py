@@ -6,7 +6,7 @@ import torch
 
 from cli.configs import task_configs
 from conftest import run_checkpoints, run_module
-from lightning_modules.gan import DescriptorSums
+from lightning_modules.gan import DescriptorSets
 from lightning_modules.nets import MicrostructureGAN
 from materials.bounds import laminate_c11, voigt_c11
 from materials.elasticity import TwoPhaseElasticity
@@ -34,14 +34,17 @@ def test_gaussian_random_images_are_seeded_at_their_fraction_and_follow_their_ax
     assert long_x1.diff(dim=1).abs().mean() < 0.2
 
 
-def test_identical_image_sets_have_no_descriptor_error_and_different_ones_do():
+def test_identical_image_sets_have_no_descriptor_error_and_different_or_collapsed_ones_do():
     images = gaussian_random_images(range(8), size=32)["images"][:, None].float()
     finer = gaussian_random_images(range(8), size=32, correlation_length=(1.0, 1.5))["images"][:, None].float()
-    real, same, other = DescriptorSums(8), DescriptorSums(8), DescriptorSums(8)
+    real, same, other, collapsed = (DescriptorSets(8) for _ in range(4))
     real.update(images), same.update(images), other.update(finer)
-    assert all(torch.equal(x, y) for x, y in zip(real.means(), same.means()))
-    assert (other.means()[0] - real.means()[0]).abs().mean() > 0.02  # shorter correlations: S2 falls sooner
-    assert (other.means()[1] - real.means()[1]).abs().mean() > 0.02
+    collapsed.update(images[:1].expand(8, -1, -1, -1))  # one of the real images, drawn every time
+    assert all(v == 0 for v in same.distances(real).values())
+    errors = other.distances(real)
+    assert errors["two_point_error"] > 0.02 and errors["lineal_path_error"] > 0.02  # shorter correlations
+    spread = collapsed.distances(real)
+    assert spread["volume_fraction_error"] > 0.02 and spread["two_point_error"] > 0.01  # no diversity
 
 
 @pytest.mark.parametrize("axis, layers", [(0, "in_plane"), (1, "normal")])
