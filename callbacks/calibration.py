@@ -20,7 +20,15 @@ from lightning_modules.calibration import METHODS, SigmaCalibration
 
 
 def validation_predictions(data, pl_module) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
-    """(mean, raw σ or None, true) of every validation row, in eval mode and float32, in row order."""
+    """(mean, raw σ or None, true) of every validation row, in eval mode and float32, in row order.
+
+    Computed once per weights under test: σ's calibration and the extrapolation scores both read them while one
+    checkpoint is tested (for MC dropout or an ensemble a pass over the validation rows is many forward passes)."""
+    trainer = pl_module._trainer
+    key = (id(data), trainer.global_step, trainer.ckpt_path) if trainer is not None else None
+    cached = getattr(pl_module, "_validation_predictions", None)
+    if key is not None and cached is not None and cached[0] == key:
+        return cached[1]
     was_training = pl_module.training
     pl_module.eval()
     means, stds, trues = [], [], []
@@ -31,7 +39,9 @@ def validation_predictions(data, pl_module) -> tuple[torch.Tensor, torch.Tensor 
             stds.append(None if std is None else std.float().cpu())
     pl_module.train(was_training)
     std = None if stds[0] is None else torch.cat(stds).flatten()
-    return torch.cat(means).flatten(), std, torch.cat(trues).flatten()
+    result = torch.cat(means).flatten(), std, torch.cat(trues).flatten()
+    pl_module._validation_predictions = (key, result)
+    return result
 
 
 class UncertaintyCalibration(pl.Callback):
