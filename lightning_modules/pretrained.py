@@ -39,15 +39,29 @@ def _matched_by_order(weights: dict, own: dict) -> dict:
     return weights
 
 
-def load_net_weights(nets: list[nn.Module], source: str) -> None:
+def load_net_weights(nets: list[nn.Module], source: str) -> bool:
     """Replace every tensor of each net (one architecture: a net, or an ensemble's members) with the
-    ``net.*`` tensors of the checkpoint file ``source``, read once."""
-    net = nets[0]
+    ``net.*`` tensors of the checkpoint file ``source``, read once. A source that is itself an ensemble of
+    as many members (``members.<k>.*``: an active-learning round warm-starting the next) gives each member
+    its own weights. Returns whether the nets got different weights (False: all start as one net)."""
     path = Path(source)
     if not path.is_file():
         raise PretrainedError(f"pretrained checkpoint {path} does not exist")
     state = torch.load(path, map_location="cpu", weights_only=True).get("state_dict", {})
+    members = {k.split(".")[1] for k in state if k.startswith("members.")}
+    if len(nets) > 1 and members == {str(i) for i in range(len(nets))}:
+        for i, net in enumerate(nets):
+            prefix = f"members.{i}."
+            _load(net, {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}, source, path)
+        return True
     weights = {k[len("net."):]: v for k, v in state.items() if k.startswith("net.")}
+    for net in nets:
+        _load(net, weights, source, path)
+    return False
+
+
+def _load(net: nn.Module, weights: dict, source: str, path: Path) -> None:
+    """Load ``weights`` (named as the net's own tensors) into ``net`` strictly, or say how they differ."""
     own = net.state_dict()
     weights = _matched_by_order(weights, own)
     missing = sorted(set(own) - set(weights))
@@ -59,5 +73,4 @@ def load_net_weights(nets: list[nn.Module], source: str) -> None:
         if weights[name].shape != tensor.shape:
             raise PretrainedError(f"pretrained {source}: tensor {name} has shape {tuple(weights[name].shape)}, this "
                                   f"net's has {tuple(tensor.shape)} (another input width or layer size)")
-    for each in nets:
-        each.load_state_dict(weights)
+    net.load_state_dict(weights)

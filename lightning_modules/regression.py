@@ -63,6 +63,7 @@ class PropertyRegressor(StagedMetrics, pl.LightningModule):
         # members[0] is the net itself; the others are re-initialised copies
         self.members = ensemble_members(net, ensemble_size, torch.initial_seed()) if uncertainty == "ensemble" else None
         self.loss_fn = LOSSES[loss]()
+        self.row_loss_fn = LOSSES[loss](reduction="none")
         metrics = MetricCollection({"mae": MeanAbsoluteError(), "rmse": MeanSquaredError(squared=False),
                                     "r2": R2Score()})
         self.train_metrics = metrics.clone(prefix="train/")
@@ -72,6 +73,8 @@ class PropertyRegressor(StagedMetrics, pl.LightningModule):
         self.test_pred, self.test_true, self.test_std = CatMetric(), CatMetric(), CatMetric()
         self.last_test_outputs: tuple[torch.Tensor, ...] | None = None  # (pred, true[, std])
         self.transferred_from: str | None = None
+        #: an ensemble loaded from one source net: its members learn from bootstrap weights (_member_loss)
+        self.members_start_equal = False
         # the local file of an ``init_from`` that is not one (best:<dataset>, an MLflow model): cli/sources.py
         self.source_checkpoint: str | None = None
         #: σ's recalibration (callbacks.UncertaintyCalibration fits it before testing; checkpoints keep it)
@@ -91,7 +94,8 @@ class PropertyRegressor(StagedMetrics, pl.LightningModule):
                                      "it with a datamodule that gives element tables (CompositionDataModule)")
                 net.use_element_table(tables(net.element_table))
         if self.hparams.init_from:
-            load_net_weights(nets, self.source_checkpoint or self.hparams.init_from)
+            distinct = load_net_weights(nets, self.source_checkpoint or self.hparams.init_from)
+            self.members_start_equal = self.members is not None and not distinct
             self.transferred_from = self.hparams.init_from
 
     def forward(self, x):
@@ -140,7 +144,7 @@ class PropertyRegressor(StagedMetrics, pl.LightningModule):
         std = None
         if stage == "train" and self.members is not None:  # each member learns from its own loss
             preds = [member(x) for member in self.members]
-            loss = torch.stack([self.loss_fn(p, y) for p in preds]).sum()
+            loss = torch.stack([self._member_loss(p, y) for p in preds]).sum()
             pred = torch.stack(preds).mean(0)
         else:
             # validation scores what the test will: with mc_dropout the Monte Carlo mean, not the
@@ -151,6 +155,16 @@ class PropertyRegressor(StagedMetrics, pl.LightningModule):
         self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, prog_bar=stage != "test",
                  batch_size=len(y), sync_dist=stage != "train")
         return loss, (pred, std)
+
+    def _member_loss(self, pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """One ensemble member's training loss. Members drawn at random differ from their first step; members
+        that all start from one transferred net (``init_from`` a single net) and see the same batches would stay
+        one net, so each weighs the batch's rows by its own Poisson(1) draws (the online bootstrap, Oza &
+        Russell 2001): every member fits its own resample of the training rows."""
+        if not self.members_start_equal:
+            return self.loss_fn(pred, y)
+        weights = torch.poisson(torch.ones_like(y, dtype=torch.float32))
+        return (weights * self.row_loss_fn(pred, y)).sum() / weights.sum().clamp_min(1.0)
 
     def test_step(self, batch, batch_idx):
         _, (pred, std) = self._step(batch, self.test_metrics, "test")

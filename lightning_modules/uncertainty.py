@@ -6,7 +6,10 @@
 - ``ensemble`` (Lakshminarayanan et al., NeurIPS 2017): ``ensemble_size`` copies of the net, each
   re-initialised from its own seed and trained on the same batches with its own loss; the mean and
   standard deviation over members. Embedding tables are kept as configured (they may hold a published
-  table such as mat2vec), every other layer with ``reset_parameters`` is drawn anew.
+  table such as mat2vec), every other layer with ``reset_parameters`` is drawn anew. Transferred from one
+  source net (``init_from``), every member starts as that net, and each then weighs the training rows by its
+  own Poisson(1) draws (an online bootstrap; :class:`~lightning_modules.regression.PropertyRegressor`), or
+  they would stay one net; from an ensemble of as many members, each goes on from its own weights.
 
 Scores of a Gaussian predictive distribution N(mean, std²): negative log likelihood, and the coverage
 of the central 68 % and 95 % intervals (mean ± 0.994 std, ± 1.960 std), which a calibrated model

@@ -25,6 +25,7 @@ Batched over elements, in PyTorch, on CPU or GPU. Units: GPa.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import torch
@@ -36,6 +37,34 @@ WEIGHTS = (1.0, 1.0, 1.0, 2.0, 2.0, 2.0)  # Frobenius inner product of symmetric
 UNIAXIAL_11 = (1.0, 0.0, 0.0, 0.0, 0.0, 0.0)
 
 
+#: scipy's FFT threads get the cores only where torch's idle OpenMP threads sleep instead of spinning (the
+#: policy is read once, when the process starts: datamodules.simulate.worker starts such a process)
+SCIPY_FFT = os.environ.get("OMP_WAIT_POLICY", "").upper() == "PASSIVE"
+
+
+def rfftn3(field: torch.Tensor) -> torch.Tensor:
+    """The real FFT over the last three axes. torch's, or on a CPU whose OpenMP threads are passive
+    (:data:`SCIPY_FFT`) scipy's pocketfft with as many workers as torch has threads: 51-point axes are torch's
+    (MKL's) slow case, 3× the time per point of 48 or 52, and there scipy takes 0.15 s of FFTs per 51³ element
+    where torch takes 0.23–0.29 (``make bench-mve``, float32; in float64 both take 0.27). With torch's threads
+    spinning, scipy loses what it gains (float64: 0.71 s per element against torch's 0.55)."""
+    if not SCIPY_FFT or field.device.type != "cpu" or field.requires_grad:
+        return torch.fft.rfftn(field, dim=(-3, -2, -1))
+    import scipy.fft
+
+    return torch.from_numpy(scipy.fft.rfftn(field.numpy(), axes=(-3, -2, -1), workers=torch.get_num_threads()))
+
+
+def irfftn3(spectrum: torch.Tensor, shape: tuple[int, int, int]) -> torch.Tensor:
+    """The inverse of :func:`rfftn3` onto a real grid of ``shape``."""
+    if not SCIPY_FFT or spectrum.device.type != "cpu" or spectrum.requires_grad:
+        return torch.fft.irfftn(spectrum, s=shape, dim=(-3, -2, -1))
+    import scipy.fft
+
+    return torch.from_numpy(scipy.fft.irfftn(spectrum.numpy(), s=shape, axes=(-3, -2, -1),
+                                             workers=torch.get_num_threads()))
+
+
 class SolverNotConverged(RuntimeError):
     """CG stopped at ``max_iter`` above the tolerance; carries each element's residual."""
 
@@ -44,7 +73,10 @@ class SolverNotConverged(RuntimeError):
         super().__init__(f"elasticity solver did not converge in {max_iter} iterations: relative residual "
                          f"{residuals.max().item():.3e} (element {worst} of the batch) > tol {tol:.1e}; "
                          f"raise max_iter or tol")
-        self.residuals = residuals
+        self.residuals, self.tol, self.max_iter = residuals, tol, max_iter
+
+    def __reduce__(self):  # raised in a worker process, re-raised in the caller
+        return type(self), (self.residuals, self.tol, self.max_iter)
 
 
 @dataclass(frozen=True)
@@ -145,16 +177,14 @@ class CompatibleProjection:
         return out
 
     def __call__(self, field: torch.Tensor) -> torch.Tensor:
-        hat = torch.fft.rfftn(field, dim=(2, 3, 4))
-        return torch.fft.irfftn(self._apply_hat(hat), s=self.shape, dim=(2, 3, 4))
+        return irfftn3(self._apply_hat(rfftn3(field)), self.shape)
 
     def divergence_ratio(self, sigma: torch.Tensor, reference: torch.Tensor | None = None) -> torch.Tensor:
         """Per element ‖n·σ̂(ξ)‖ over ξ ≠ 0 (the divergence with |ξ| divided out) over ‖reference‖.
 
         Zero when the stress is in equilibrium; ``reference`` defaults to σ itself.
         """
-        w = traction(torch.fft.rfftn(sigma, dim=(2, 3, 4)), self.n)
-        divergence = torch.fft.irfftn(w, s=self.shape, dim=(2, 3, 4))
+        divergence = irfftn3(traction(rfftn3(sigma), self.n), self.shape)
         reference = sigma if reference is None else reference
         return (divergence**2).sum(dim=(1, 2, 3, 4)).sqrt() / _dot(reference, reference).sqrt()
 
@@ -261,10 +291,10 @@ def solve(micro: torch.Tensor, material: TwoPhaseElasticity, macro_strain=UNIAXI
     macro = mean.expand(batch, 6, *shape)
 
     def fourier(field):  # (B, 6, N1, N2, N3) real -> (B, 6, N1, N2, N3 // 2 + 1, 2)
-        return torch.view_as_real(torch.fft.rfftn(field, dim=(2, 3, 4)))
+        return torch.view_as_real(rfftn3(field))
 
     def real(spectrum):
-        return torch.fft.irfftn(torch.view_as_complex(spectrum), s=shape, dim=(2, 3, 4))
+        return irfftn3(torch.view_as_complex(spectrum), shape)
 
     imposed = stress(macro, lam, mu)  # C:E, the scale of the stopping rule
     scale = _dot(imposed, imposed).sqrt().clamp_min(torch.finfo(dtype).tiny)

@@ -5,7 +5,7 @@ from cli.bench.mve import main as bench_mve
 
 def test_bench_mve_reports_elements_per_second_and_iterations(workdir):
     results = bench_mve(["--size", "15", "--n", "2", "--batch", "2"])
-    assert results["cpu_elements_per_s"] > 0
+    assert results["cpu_elements_per_s"] > 0 and results["cpu_in_process_elements_per_s"] > 0  # worker, in process
     assert 1 <= results["cpu_cg_iterations_mean"] <= results["cpu_cg_iterations_max"] < 1000
     assert 0 < results["cpu_fft_share"] < 1.5
 

@@ -149,3 +149,18 @@ def test_the_reference_medium_cuts_the_iterations():
     micro = MicrostructureSampler(size=15).draw([0, 1, 2])["micro"]
     solution = solve(micro, TwoPhaseElasticity(contrast=50.0), tol=1e-5)
     assert torch.all(solution.residual <= 1e-5) and int(solution.iterations.max()) <= 32
+
+
+def test_the_scipy_fft_of_passive_workers_equals_torchs(monkeypatch):
+    """Labelling workers (passive OpenMP threads) transform with scipy, everything else with torch: the same
+    numbers, on an odd and an even last axis."""
+    import materials.elasticity as elasticity
+
+    for shape in ((9, 8, 7), (6, 5, 8)):
+        field = torch.randn(2, 6, *shape, dtype=torch.float64)
+        expected = torch.fft.rfftn(field, dim=(-3, -2, -1))
+        monkeypatch.setattr(elasticity, "SCIPY_FFT", True)
+        hat = elasticity.rfftn3(field)
+        assert torch.allclose(hat, expected, atol=1e-10)
+        assert torch.allclose(elasticity.irfftn3(hat, shape), field, atol=1e-12)
+        monkeypatch.setattr(elasticity, "SCIPY_FFT", False)

@@ -34,10 +34,19 @@ def test_generation_records_labels_and_resumes_to_the_same_file(tmp_path):
         f["c11"][4:] = -1
     with pytest.raises(ValueError, match="only 4 of 10 elements generated"):
         open_checked(path, SPEC)
-    generate(dataclasses.replace(SPEC, batch=3), tmp_path / "a", progress=False)  # another batch size: same content
+    # resumed with another batch size, in the passive-OpenMP worker process that labels large datasets: same content
+    generate(dataclasses.replace(SPEC, batch=3), tmp_path / "a", progress=False, worker=True)
     resumed = _arrays(path)
     for name, values in full.items():
         assert np.allclose(resumed[name], values, rtol=1e-6, atol=1e-9), name
+
+
+def test_a_solver_failure_in_the_worker_reaches_the_caller(tmp_path):
+    from materials.elasticity import SolverNotConverged
+
+    with pytest.raises(SolverNotConverged, match="did not converge in 2 iterations") as failure:
+        generate(dataclasses.replace(SPEC, max_iter=2), tmp_path, progress=False, worker=True)
+    assert failure.value.residuals.shape == (4,)
 
 
 def test_cache_refuses_other_parameters_and_corrupted_chunks(tmp_path):

@@ -67,6 +67,38 @@ def test_ensemble_members_are_new_draws_that_keep_embedding_tables():
         ensemble_members(net, 1)
 
 
+def test_a_transferred_ensemble_does_not_stay_one_net(tmp_path):
+    """Members loaded from one source see the same batches: the online bootstrap makes them differ (σ > 0)."""
+    import lightning.pytorch as pl
+    from torch import nn
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from lightning_modules.regression import PropertyRegressor
+
+    pl.seed_everything(0)
+    x = torch.rand(256, 3)
+    y = x.sum(1, keepdim=True) + 0.1 * torch.randn(256, 1)
+    source = tmp_path / "source.ckpt"
+    net = nn.Sequential(nn.Linear(3, 32), nn.ReLU(), nn.Linear(32, 1))
+    torch.save({"state_dict": {f"net.{k}": v for k, v in net.state_dict().items()}}, source)
+    module = PropertyRegressor(net, lr=1e-2, uncertainty="ensemble", ensemble_size=3, init_from=str(source))
+    trainer = pl.Trainer(max_epochs=2, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False)
+    trainer.fit(module, DataLoader(TensorDataset(x, y), batch_size=32, shuffle=True))
+    first = [m[0].weight for m in module.members]
+    assert not torch.equal(first[0], first[1]) and not torch.equal(first[1], first[2])
+    with torch.no_grad():
+        assert module.eval().predict_with_std(x)[1].min() > 0
+    # an ensemble as the source (active learning's warm start): each member goes on from its own weights
+    torch.save({"state_dict": module.state_dict()}, tmp_path / "ensemble.ckpt")
+    again = PropertyRegressor(nn.Sequential(nn.Linear(3, 32), nn.ReLU(), nn.Linear(32, 1)), uncertainty="ensemble",
+                              ensemble_size=3, init_from=str(tmp_path / "ensemble.ckpt"))
+    again.trainer = pl.Trainer(logger=False)
+    again.setup("fit")
+    assert not again.members_start_equal
+    assert all(torch.equal(a[0].weight, b[0].weight) for a, b in zip(again.members, module.members))
+
+
 def test_mc_dropout_on_a_net_without_dropout_says_what_to_use(workdir):
     from lightning_modules.regression import PropertyRegressor
 
