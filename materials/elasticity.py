@@ -42,13 +42,18 @@ UNIAXIAL_11 = (1.0, 0.0, 0.0, 0.0, 0.0, 0.0)
 SCIPY_FFT = os.environ.get("OMP_WAIT_POLICY", "").upper() == "PASSIVE"
 
 
+def _scipy_for(tensor: torch.Tensor) -> bool:
+    """Whether :func:`rfftn3` / :func:`irfftn3` transform ``tensor`` with scipy (CPU, passive threads, no gradient)."""
+    return SCIPY_FFT and tensor.device.type == "cpu" and not tensor.requires_grad
+
+
 def rfftn3(field: torch.Tensor) -> torch.Tensor:
     """The real FFT over the last three axes. torch's, or on a CPU whose OpenMP threads are passive
     (:data:`SCIPY_FFT`) scipy's pocketfft with as many workers as torch has threads: 51-point axes are torch's
     (MKL's) slow case, 3× the time per point of 48 or 52, and there scipy takes 0.15 s of FFTs per 51³ element
     where torch takes 0.23–0.29 (``make bench-mve``, float32; in float64 both take 0.27). With torch's threads
     spinning, scipy loses what it gains (float64: 0.71 s per element against torch's 0.55)."""
-    if not SCIPY_FFT or field.device.type != "cpu" or field.requires_grad:
+    if not _scipy_for(field):
         return torch.fft.rfftn(field, dim=(-3, -2, -1))
     import scipy.fft
 
@@ -57,7 +62,7 @@ def rfftn3(field: torch.Tensor) -> torch.Tensor:
 
 def irfftn3(spectrum: torch.Tensor, shape: tuple[int, int, int]) -> torch.Tensor:
     """The inverse of :func:`rfftn3` onto a real grid of ``shape``."""
-    if not SCIPY_FFT or spectrum.device.type != "cpu" or spectrum.requires_grad:
+    if not _scipy_for(spectrum):
         return torch.fft.irfftn(spectrum, s=shape, dim=(-3, -2, -1))
     import scipy.fft
 
