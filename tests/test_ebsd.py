@@ -227,6 +227,8 @@ def test_omnet_structure_shared_trunk_and_one_branch_per_output(representation, 
         net.branches[0][-1].bias += 1.0
     changed = (net(x) - before).abs().amax(0) > 0
     assert changed.tolist() == [True] + [False] * (outputs - 1)
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # bf16 training: the outputs stay float32
+        assert net(x).dtype == torch.float32
     with torch.device("meta"):  # the paper profile's widths, counted without allocating 800 MB
         paper = OMNet(60, channels=(64, 64, 128, 128, 256, 256, 256, 256), shared_width=3328,
                       branch_widths=(512, 512, 256))

@@ -23,6 +23,22 @@ def test_the_paper_shapes_a_16_number_latent_to_128_pixel_images_and_back_to_one
         MicrostructureGAN(n_features=64)
 
 
+
+def test_resized_upsampling_and_a_spectrally_normalised_discriminator_keep_the_shapes():
+    gan = MicrostructureGAN(generator_channels=(16, 8, 8, 4), discriminator_channels=(4, 8, 8, 16),
+                            upsampling="resize", spectral_norm=True)
+    images = gan(torch.randn(3, 16))
+    assert images.shape == (3, 1, 128, 128) and 0 < images.min() and images.max() < 1
+    assert not any(isinstance(m, torch.nn.ConvTranspose2d) for m in gan.generator.modules())
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in gan.discriminator.modules())
+    for _ in range(20):  # power iterations, one per training-mode forward
+        gan.discriminator(images.detach())
+    convs = [m for m in gan.discriminator.modules() if isinstance(m, torch.nn.Conv2d)]
+    norms = [torch.linalg.matrix_norm(c.weight.detach().flatten(1), ord=2).item() for c in convs]
+    assert len(convs) == 5 and all(abs(n - 1) < 0.05 for n in norms), norms
+    with pytest.raises(ValueError, match="upsampling"):
+        MicrostructureGAN(upsampling="bilinear")
+
 def test_gaussian_random_images_are_seeded_at_their_fraction_and_follow_their_axis_lengths():
     a = gaussian_random_images([1, 2, 3], size=64)
     b = gaussian_random_images([3], size=64)

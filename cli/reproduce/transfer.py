@@ -53,7 +53,7 @@ def probe(opts: argparse.Namespace, extra: list[str]) -> list[str]:
 def transfer_table(opts: argparse.Namespace, extra: list[str], cells) -> str:
     from cli.cv import fold_args
 
-    root = Path("outputs") / "reproduce" / "transfer"
+    root = Path("outputs") / "reproduce" / "transfer" / str(opts.data.get("dataset"))  # one folder per dataset
     lines = [f"Transfer learning on {opts.data.get('dataset')}, {opts.folds}-fold CV (duplicates merged before "
              f"splitting), test MAE in eV/atom, mean ± std over folds; published: Table 5.2 (10 folds).", "",
              "| task | arm | test MAE (ours) | test MAE (published) | source | training wall time (min/fold) |",

@@ -80,5 +80,8 @@ class OMNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shared = self.trunk(x)
-        out = torch.cat([branch(shared) for branch in self.branches], dim=1)
+        hidden = [branch[:-1](shared) for branch in self.branches]
+        # each branch's output layer in float32 even under bf16 autocast: bfloat16's 8 significant bits are ~0.4°
+        with torch.autocast(x.device.type, enabled=False):
+            out = torch.cat([branch[-1](h.float()) for branch, h in zip(self.branches, hidden)], dim=1)
         return self.offset + self.scale * out
