@@ -19,7 +19,7 @@ from torch import nn
 from torchmetrics import MaxMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassF1Score
 
-from lightning_modules.optim import configure
+from lightning_modules.optim import clip_gradients, configure
 from lightning_modules.stages import StagedMetrics
 
 LOSSES: dict[str, type[nn.Module] | partial] = {
@@ -88,3 +88,5 @@ class PhaseClassifier(StagedMetrics, pl.LightningModule):
 
     def configure_optimizers(self):
         return configure(self)
+
+    configure_gradient_clipping = clip_gradients  # fused Adam clips under bf16 too

@@ -3,26 +3,44 @@
 A module has the hyperparameters ``lr``, ``weight_decay`` and ``lr_schedule`` (a key of
 :data:`SCHEDULES`) and the class attributes ``plateau_monitor`` (the validation metric the ``plateau``
 schedule watches; lower is better) and ``plateau_patience``; its ``configure_optimizers`` returns
-``configure(self)``.
+``configure(self)`` and its ``configure_gradient_clipping`` is :func:`clip_gradients`.
 """
 
 from __future__ import annotations
 
 import torch
-from lightning.pytorch.plugins.precision import MixedPrecision
+from lightning.pytorch.plugins.precision import MixedPrecision, Precision
 
 
 def adam(module) -> torch.optim.Adam:
     """Adam over the module's trainable parameters with its ``lr`` and ``weight_decay`` hyperparameters, fused
     into one kernel on CPUs and GPUs: on 2 CPU cores IRNet-17's optimizer step takes 7 ms instead of 29 ms
-    (a fifth of a training step at batch 512 before). Not fused where the trainer clips gradients under mixed
-    precision: Lightning refuses to clip for an optimizer that may unscale gradients itself."""
+    (a fifth of a training step at batch 512 before), Roost's 0.9 ms instead of 5.5 ms. Not fused only where
+    the trainer clips gradients of a float16 loss scaled by a grad scaler: a fused Adam unscales them itself,
+    after the clip would have run (:func:`clip_gradients`)."""
     params = [p for p in module.parameters() if p.requires_grad]
     trainer = module._trainer  # None outside a Trainer
-    clips_mixed = (trainer is not None and bool(trainer.gradient_clip_val)
-                   and isinstance(trainer.precision_plugin, MixedPrecision))
+    clips_scaled = (trainer is not None and bool(trainer.gradient_clip_val) and _scaler(trainer) is not None)
     return torch.optim.Adam(params, lr=module.hparams.lr, weight_decay=module.hparams.weight_decay,
-                            fused=module.device.type in ("cpu", "cuda") and not clips_mixed)
+                            fused=module.device.type in ("cpu", "cuda") and not clips_scaled)
+
+
+def _scaler(trainer):
+    """The grad scaler of float16 mixed precision (None for bf16-mixed and float32: nothing scales the loss)."""
+    plugin = trainer.precision_plugin
+    return plugin.scaler if isinstance(plugin, MixedPrecision) else None
+
+
+def clip_gradients(module, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
+    """A module's ``configure_gradient_clipping``: Lightning's clipping, which under mixed precision refuses
+    every fused optimizer because with float16 it unscales the gradients itself. Under bf16-mixed nothing is
+    scaled, so the gradients are clipped as they are and Adam stays fused."""
+    trainer = module.trainer
+    if isinstance(trainer.precision_plugin, MixedPrecision) and _scaler(trainer) is None:
+        Precision.clip_gradients(trainer.precision_plugin, optimizer, gradient_clip_val or 0.0,
+                                 gradient_clip_algorithm or "norm")
+    else:
+        module.clip_gradients(optimizer, gradient_clip_val, gradient_clip_algorithm)
 
 
 def _plateau(optimizer, module):

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 from torchmetrics import CatMetric, MeanMetric, MinMetric
 
-from lightning_modules.optim import configure
+from lightning_modules.optim import clip_gradients, configure
 from lightning_modules.stages import check_resumed_schedule
 from materials.orientations import REPRESENTATIONS, disorientation, mseae, quaternion_to_euler
 
@@ -140,3 +140,5 @@ class OrientationRegressor(pl.LightningModule):
 
     def configure_optimizers(self):
         return configure(self)
+
+    configure_gradient_clipping = clip_gradients  # fused Adam clips under bf16 too

@@ -17,7 +17,7 @@ from torchmetrics import CatMetric, MeanAbsoluteError, MeanSquaredError, MetricC
 
 from lightning_modules.calibration import SigmaCalibration
 from lightning_modules.pretrained import load_net_weights
-from lightning_modules.optim import configure
+from lightning_modules.optim import clip_gradients, configure
 from lightning_modules.stages import StagedMetrics
 from lightning_modules.uncertainty import PREDICTIVE, dropout_layers, ensemble_members, gaussian_scores
 
@@ -208,3 +208,5 @@ class PropertyRegressor(StagedMetrics, pl.LightningModule):
 
     def configure_optimizers(self):
         return configure(self)
+
+    configure_gradient_clipping = clip_gradients  # fused Adam clips under bf16 too

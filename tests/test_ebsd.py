@@ -207,6 +207,38 @@ def test_datamodule_batches_real_patterns_and_noise_augmentation(cache, monkeypa
     assert EBSDDataModule(resolution=4.0).spec.semi_edge_steps == (33,)  # orix: 4° -> N = 33 (11,935 patterns)
 
 
+def test_simulated_twins_of_the_real_patterns_match_them_where_a_wrong_orientation_does_not(cache, mp, monkeypatch):
+    """A twin has its real pattern's orientation (here dictionary indexing's, a coarse dictionary) and projection
+    centre: it correlates with the real pattern; the same twin turned by 30° does not."""
+    from callbacks.ebsd_baselines import dictionary_index, real_twins
+    from datamodules.ebsd import EBSDDataModule
+    from materials.orientations import quaternion_multiply
+
+    path, _, _ = cache
+    monkeypatch.setenv("MATDL_DATA_DIR", str(path.parent.parent))
+    (path.parent.parent / "ebsd").mkdir(exist_ok=True)
+    shutil.copy(path, path.parent.parent / "ebsd" / path.name)
+    dm = EBSDDataModule(semi_edge_steps=[7], n_val=40, n_test=SPEC.n_test)
+    dm.prepare_data()
+    dm.setup()
+    train = dm.arrays["train"]
+    xmap, _ = dictionary_index(dm.real["patterns"], train["patterns"], train["quaternions"].numpy(), mp.phase)
+    q = xmap.rotations.data.reshape(-1, 4)
+    turn = np.array([np.cos(np.pi / 12), np.sin(np.pi / 12), 0, 0])  # 30° about x
+    turned = quaternion_multiply(torch.from_numpy(turn)[None], torch.from_numpy(q)).numpy()
+
+    def ncc(a, b):
+        a, b = a.double().reshape(len(a), -1), b.double().reshape(len(b), -1)
+        a, b = a - a.mean(1, keepdim=True), b - b.mean(1, keepdim=True)
+        return (a * b).sum(1) / (a.norm(dim=1) * b.norm(dim=1))
+
+    twins, wrong = real_twins(dm, mp, dm.real["detector"], q), real_twins(dm, mp, dm.real["detector"], turned)
+    assert twins["ideal"].shape == twins["measured"].shape == dm.real["patterns"].shape
+    found, turned_away = ncc(dm.real["patterns"], twins["ideal"]), ncc(dm.real["patterns"], wrong["ideal"])
+    assert (found > turned_away + 0.02).all() and found.mean() > turned_away.mean() + 0.05  # NCC 0.05-0.09 against ~0
+    assert not torch.equal(twins["ideal"], twins["measured"])
+
+
 @pytest.mark.parametrize("representation,outputs", [("euler", 3), ("quaternion", 4), ("rot6d", 6)])
 def test_omnet_structure_shared_trunk_and_one_branch_per_output(representation, outputs):
     from torch import nn
@@ -300,6 +332,7 @@ def test_an_omnet_run_reports_both_methods_under_every_sweep_condition(workdir):
     # the real patterns: OMNet's answer refined, both routes timed, a row per pattern
     assert 0 <= run["metrics.test/real/omnet_refined/mde"] <= run["metrics.test/real/omnet/mde"] + 5
     assert run["metrics.test/real/omnet_refined/seconds"] > 0 and run["metrics.test/real/dictionary_indexing_refined/seconds"] > 0
+    assert 0 <= run["metrics.test/real/twins/omnet/mde"] <= 180 and 0 <= run["metrics.test/real/twins_measured/omnet/mde"] <= 180
     baselines = mlflow.artifacts.load_text(f"runs:/{run.run_id}/ebsd_baselines.md")
     assert "OMNet + refinement" in baselines and "| 8 |" in baselines
     table = mlflow.artifacts.load_text(f"runs:/{run.run_id}/ebsd_noise_sweep.md")
@@ -334,3 +367,19 @@ def test_randomized_training_noise_draws_a_measurement_per_batch_within_its_rang
     first, second = (dm.splits["train"][torch.arange(16)][0] for _ in range(2))
     assert first.shape == (16, 1, 60, 60) and not torch.equal(first, second)
     assert isinstance(dm.splits["train"].noise, NoiseRanges)
+    # within a batch, each group of patterns_per_draw patterns has its own draw: one pattern 16 times, measured
+    # at counts from 2 to 1e5, matches its clean self to a varying degree only across draws
+    rows, same = dm.splits["train"], torch.zeros(16, dtype=torch.long)
+    clean = process_patterns(rows.patterns[:1]).reshape(1, -1).double()
+    clean = clean - clean.mean()
+
+    def ncc_spread(per_draw: int) -> float:
+        rows.noise = NoiseRanges(counts=(2.0, 1e5), blur=(0.0, 0.0), read_noise=(0.0, 0.0), patterns_per_draw=per_draw)
+        x = rows[same][0].reshape(16, -1).double()
+        x = x - x.mean(1, keepdim=True)
+        return float(((x * clean).sum(1) / (x.norm(dim=1) * clean.norm())).std())
+
+    torch.manual_seed(0)
+    assert ncc_spread(1) > 3 * ncc_spread(16)
+    with pytest.raises(ValueError, match="patterns_per_draw"):
+        NoiseRanges(patterns_per_draw=0)

@@ -51,3 +51,28 @@ def test_validation_and_test_score_in_float32_under_bf16_training(workdir):
             bfloat16 = cli.model(x).squeeze(1).float()
     assert torch.allclose(pred, float32, rtol=0, atol=1e-5)
     assert (bfloat16 - float32).abs().max() > 1e-3  # what scoring under autocast would have reported
+
+
+@pytest.mark.parametrize("precision", ["bf16-mixed", "32-true"])
+def test_gradients_are_clipped_with_adam_fused_where_nothing_scales_the_loss(precision):
+    """Lightning refuses to clip for a fused optimizer under any mixed precision (with float16 it unscales
+    gradients itself); under bf16 nothing is scaled, so the clip runs and Adam stays fused (5.5 → 0.9 ms a
+    step for Roost on 2 cores)."""
+    import lightning.pytorch as pl
+    import torch
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from lightning_modules.nets import ElemNet
+    from lightning_modules.regression import PropertyRegressor
+
+    torch.manual_seed(0)
+    module = PropertyRegressor(ElemNet(stacks=[(32, 2, 0.0)]), lr=1e-3)
+    x = torch.rand(64, 86)
+    data = DataLoader(TensorDataset(x / x.sum(1, keepdim=True), 10 * torch.randn(64, 1)), batch_size=64)
+    trainer = pl.Trainer(max_steps=1, precision=precision, gradient_clip_val=1e-3, logger=False,
+                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                         limit_val_batches=0)
+    trainer.fit(module, data)
+    assert trainer.optimizers[0].defaults["fused"]
+    norm = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in module.parameters() if p.grad is not None]))
+    assert norm == pytest.approx(1e-3, rel=1e-3)  # the last step's gradients, clipped from far above

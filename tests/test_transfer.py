@@ -96,6 +96,24 @@ def test_reproduce_transfer_table_scores_scratch_applied_and_transfer_on_the_sam
         assert scratch["params.data/n_test"] == applied["params.data/n_test"] == transfer["params.data/n_test"]
 
 
+def test_a_transfer_reproduction_pins_its_source_and_is_keyed_by_it(workdir):
+    """``best:<dataset>`` is resolved once: every cell fine-tunes that run's net, and a reproduction after a better
+    source finished is another table, not one that reads back cells fine-tuned from the old source."""
+    import argparse
+
+    from cli.reproduce.transfer import key_parts, pinned_source
+
+    source, _ = _source(workdir)
+    uri = [f"--trainer.logger.init_args.tracking_uri={os.environ['MLFLOW_TRACKING_URI']}"]
+    best = pinned_source("elemnet_transfer", None, uri + ["--model.init_args.init_from=best:ssub"])
+    assert best == f"runs:/{source.trainer.logger.run_id}/model"
+    assert pinned_source("elemnet_transfer", None, uri + ["--model.init_args.init_from=a.ckpt"]) == "a.ckpt"
+    opts = argparse.Namespace(tasks=["elemnet_transfer"], folds=10, profile=None)
+    keys = [key_parts(opts, uri + [f"--model.init_args.init_from={src}"]) for src in ("best:ssub", "a.ckpt")]
+    assert opts.sources == {"elemnet_transfer": "a.ckpt"} and f"elemnet_transfer.source={best}" in keys[0]
+    assert keys[0][-1] != keys[1][-1]
+
+
 def test_reproduce_sweep_scores_both_arms_at_each_training_fraction(workdir):
     import os
 

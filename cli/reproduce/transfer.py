@@ -37,7 +37,23 @@ LABELS = {"scratch": "scratch", "applied": "OQMD-SC applied", "transfer": "trans
 
 
 def key_parts(opts: argparse.Namespace, extra: list[str]) -> list[str]:
-    return [*opts.tasks, str(opts.folds), *extra]
+    opts.sources = {task: pinned_source(task, opts.profile, extra) for task in opts.tasks}
+    return [*opts.tasks, str(opts.folds), *extra, *(f"{task}.source={src}" for task, src in opts.sources.items())]
+
+
+def pinned_source(task: str, profile: str | None, extra: list[str]) -> str | None:
+    """The source the task's cells fine-tune, resolved once: ``best:<dataset>`` becomes the run it names now,
+    so every cell starts from the same net even if a better one finishes meanwhile, and a reproduction from
+    another source is another table (its key), never one that reads back cells of the old source."""
+    from cli.sources import best_run_model
+    from cli.train import build, configured_tracking_uri
+
+    cli = build(task_configs(task, profile) + extra)
+    source = cli.model.hparams.get("init_from")
+    if isinstance(source, str) and source.startswith("best:"):
+        source = best_run_model(type(cli.model.net).__name__, source[len("best:"):],
+                                configured_tracking_uri(cli.config))
+    return source
 
 
 def probe(opts: argparse.Namespace, extra: list[str]) -> list[str]:
@@ -60,8 +76,9 @@ def transfer_table(opts: argparse.Namespace, extra: list[str], cells) -> str:
              "|---|---|---|---|---|---|"]
     for task in opts.tasks:
         for k, (arm, arm_args) in enumerate(ARMS.items()):
+            pin = [f"--model.init_args.init_from={opts.sources[task]}"] if arm != "scratch" and opts.sources[task] else []
             runs = [cells.train(f"{task}-{arm}-fold{fold}", fold_args(task_configs(task, opts.profile) + extra,
-                                                                        opts.folds, fold) + arm_args, root)
+                                                                        opts.folds, fold) + pin + arm_args, root)
                     for fold in range(opts.folds)]
             mae = np.array([r["test/mae"] for r in runs])
             minutes = np.mean([r["train_seconds"] for r in runs]) / 60
