@@ -5,8 +5,8 @@ verified cache and prepares what the net sees (:func:`materials.ebsd_patterns.pr
 
 - ``train``: the dictionary (cubochoric sampling of the fundamental zone), as the paper trains on it whole;
   with ``train_noise`` each batch is measured afresh with the test sets' noise model (augmentation), or with
-  ``train_noise: randomized`` with noise models drawn from ``noise_ranges`` (one per ``patterns_per_draw``
-  patterns of a batch).
+  ``train_noise: randomized`` with a noise model drawn for each batch from ``noise_ranges`` (or for each
+  ``patterns_per_draw`` patterns of a batch).
 - ``val``, ``test``: noisy patterns at uniformly random orientations (1,000 test patterns, as the paper).
 - ``real`` (not a loader; for the baseline callback): kikuchipy's 9 real Ni patterns with their static
   background and detector (binned when the dictionary's detector is a whole fraction of 60×60).
@@ -51,8 +51,8 @@ class PatternRows(Dataset):
         x = self.patterns[rows]
         if self.noise is None:
             return x.float()[:, None] / 255, self.quaternions[rows]
-        if isinstance(self.noise, NoiseRanges):  # a draw per group of patterns_per_draw patterns
-            step = self.noise.patterns_per_draw
+        if isinstance(self.noise, NoiseRanges):  # a draw per batch, or per patterns_per_draw patterns
+            step = self.noise.patterns_per_draw or max(len(x), 1)
             x = torch.cat([process_patterns(self.noise.draw().measure(x[i:i + step], self.pcx))
                            for i in range(0, len(x), step)])
         else:
@@ -106,9 +106,9 @@ class EBSDDataModule(SplitLoaders, pl.LightningDataModule):
         pc: projection centre (Bruker) — default the mean of the example's nine.
         n_val, n_test: noisy patterns at random orientations (the paper tests on 1,000).
         noise: the measurement model of the val/test patterns (and of ``train_noise`` augmentation).
-        train_noise: measure every training batch afresh with ``noise``, or (``randomized``) with noise models
-            drawn from ``noise_ranges`` (one per ``patterns_per_draw`` patterns); false: train on the clean
-            dictionary.
+        train_noise: measure every training batch afresh with ``noise``, or (``randomized``) with a noise model
+            drawn per batch from ``noise_ranges`` (or per ``noise_ranges.patterns_per_draw`` patterns); false:
+            train on the clean dictionary.
         noise_ranges: the ranges of ``train_noise: randomized``.
         train_fraction: train on only this seeded share of the dictionary (quick checks).
         noise_sweep: also prepare the test orientations under every noise-sweep condition (robustness tests).

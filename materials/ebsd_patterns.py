@@ -173,10 +173,10 @@ class NoiseRanges:
     ``ramp_share``; the defaults reach past the noise sweep's conditions on every side rather than matching
     them (counts 3-300 there, 2-500 here; backgrounds to 6 there, to 8 here; blur to 2 px there, 2.5 here).
 
-    A training batch is measured in groups of ``patterns_per_draw`` patterns, each under its own draw: batch
-    normalisation then sees a mixture of conditions in every batch, and its running statistics (what evaluation
-    normalises with) average over many draws instead of following the last few batches' (with one draw per
-    batch of 64, OMNet's validation error still swung between 3.8° and 5.6° at a learning rate of 8e-6)."""
+    ``patterns_per_draw`` patterns of a training batch share a draw (None: the whole batch). One draw per batch
+    of 64 lets batch normalisation's running statistics follow the last few batches' draws (OMNet's validation
+    error swung between 3.8° and 5.6° at a learning rate of 8e-6); one draw per 8 patterns kept OMNet at chance
+    (40°) for 24 epochs, until early stopping, where one per batch left chance after 5 (docs/results/ebsd.md)."""
 
     counts: tuple[float, float] = (2.0, 500.0)
     background: tuple[float, float] = (0.5, 8.0)
@@ -184,10 +184,10 @@ class NoiseRanges:
     ramp_share: float = 0.3
     blur: tuple[float, float] = (0.0, 2.5)
     read_noise: tuple[float, float] = (0.0, 20.0)
-    patterns_per_draw: int = 8
+    patterns_per_draw: int | None = None
 
     def __post_init__(self):
-        if self.patterns_per_draw < 1:
+        if self.patterns_per_draw is not None and self.patterns_per_draw < 1:
             raise ValueError(f"patterns_per_draw must be at least 1, got {self.patterns_per_draw}")
         for name in ("counts", "background", "background_width", "blur", "read_noise"):
             low, high = getattr(self, name)
