@@ -92,11 +92,10 @@ def real_twins(dm, mp, detector, quaternions: np.ndarray, seed: int = 0) -> dict
     from datamodules.ebsd import prepared
     from datamodules.simulate.ebsd import project
 
-    pcs = np.asarray(detector.pc).reshape(-1, 3)
-    ideal = np.concatenate([project(mp, EBSDDetector(shape=tuple(detector.shape), pc=tuple(pc), tilt=detector.tilt,
-                                                     sample_tilt=detector.sample_tilt, binning=detector.binning,
-                                                     px_size=detector.px_size), q[None], dm.spec.energy)
-                            for q, pc in zip(np.asarray(quaternions, dtype=np.float64), pcs)])
+    pcs = np.asarray(detector.pc).reshape(-1, 3)  # one detector, a PC per pattern: kikuchipy projects them at once
+    ideal = project(mp, EBSDDetector(shape=tuple(detector.shape), pc=pcs, tilt=detector.tilt,
+                                     sample_tilt=detector.sample_tilt, binning=detector.binning,
+                                     px_size=detector.px_size), quaternions, dm.spec.energy)
     measured = dm.spec.noise.measure(torch.from_numpy(ideal), float(pcs[:, 0].mean()),
                                      torch.Generator().manual_seed(seed)).numpy()
     return {"ideal": prepared(ideal), "measured": prepared(measured)}

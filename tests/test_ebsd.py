@@ -70,13 +70,29 @@ def test_patterns_are_kikuchipys_own_and_the_cache_round_trips(cache, mp):
     assert dataclasses.replace(SPEC, batch=999).cache_name() == SPEC.cache_name()  # speed only
 
 
+def _ncc(a, b) -> torch.Tensor:
+    """Normalised cross-correlation of each pattern of ``a`` with the same row of ``b`` (or with b's one row)."""
+    a, b = torch.as_tensor(a).double().reshape(len(a), -1), torch.as_tensor(b).double().reshape(len(b), -1)
+    a, b = a - a.mean(1, keepdim=True), b - b.mean(1, keepdim=True)
+    return (a * b).sum(1) / (a.norm(dim=1) * b.norm(dim=1))
+
+
+def _datamodule(cache, monkeypatch, **kwargs):
+    """An EBSDDataModule over the module's small cache file (copied where the datamodule looks for it)."""
+    from datamodules.ebsd import EBSDDataModule
+
+    path, _, _ = cache
+    monkeypatch.setenv("MATDL_DATA_DIR", str(path.parent.parent))
+    (path.parent.parent / "ebsd").mkdir(exist_ok=True)
+    shutil.copy(path, path.parent.parent / "ebsd" / path.name)
+    return EBSDDataModule(semi_edge_steps=[7], n_val=40, n_test=SPEC.n_test, **kwargs)
+
+
 def test_noisy_sets_are_measured_from_the_same_physics(cache, mp):
     _, _, arrays = cache
     test = arrays["test"]
-    clean = process_patterns(project(mp, SPEC.detector(), test["quaternions"][:20], 20)).reshape(20, -1)
-    noisy = process_patterns(test["patterns"][:20]).reshape(20, -1)
-    clean, noisy = clean - clean.mean(1, keepdim=True), noisy - noisy.mean(1, keepdim=True)
-    ncc = (clean * noisy).sum(1) / (clean.norm(dim=1) * noisy.norm(dim=1))
+    clean = process_patterns(project(mp, SPEC.detector(), test["quaternions"][:20], 20))
+    ncc = _ncc(clean, process_patterns(test["patterns"][:20]))
     assert 0.4 < ncc.min() and ncc.max() < 0.98  # the same pattern under real noise
     assert not np.array_equal(arrays["val"]["patterns"][:5], test["patterns"][:5])
     x = np.random.default_rng(0).random((3, 60, 60))
@@ -181,11 +197,7 @@ def test_dictionary_indexing_recovers_the_exact_orientation_of_a_noise_free_patt
 def test_datamodule_batches_real_patterns_and_noise_augmentation(cache, monkeypatch):
     from datamodules.ebsd import EBSDDataModule
 
-    path, _, _ = cache
-    monkeypatch.setenv("MATDL_DATA_DIR", str(path.parent.parent))
-    (path.parent.parent / "ebsd").mkdir(exist_ok=True)
-    shutil.copy(path, path.parent.parent / "ebsd" / path.name)
-    dm = EBSDDataModule(semi_edge_steps=[7], n_val=40, n_test=SPEC.n_test, train_noise=True, batch_size=32)
+    dm = _datamodule(cache, monkeypatch, train_noise=True, batch_size=32)
     assert dm.n_features == 60 and dm.path.exists()
     dm.prepare_data()
     assert dm.generation["patterns"] == 0  # found, verified, not simulated again
@@ -211,14 +223,8 @@ def test_simulated_twins_of_the_real_patterns_match_them_where_a_wrong_orientati
     """A twin has its real pattern's orientation (here dictionary indexing's, a coarse dictionary) and projection
     centre: it correlates with the real pattern; the same twin turned by 30° does not."""
     from callbacks.ebsd_baselines import dictionary_index, real_twins
-    from datamodules.ebsd import EBSDDataModule
-    from materials.orientations import quaternion_multiply
 
-    path, _, _ = cache
-    monkeypatch.setenv("MATDL_DATA_DIR", str(path.parent.parent))
-    (path.parent.parent / "ebsd").mkdir(exist_ok=True)
-    shutil.copy(path, path.parent.parent / "ebsd" / path.name)
-    dm = EBSDDataModule(semi_edge_steps=[7], n_val=40, n_test=SPEC.n_test)
+    dm = _datamodule(cache, monkeypatch)
     dm.prepare_data()
     dm.setup()
     train = dm.arrays["train"]
@@ -227,14 +233,9 @@ def test_simulated_twins_of_the_real_patterns_match_them_where_a_wrong_orientati
     turn = np.array([np.cos(np.pi / 12), np.sin(np.pi / 12), 0, 0])  # 30° about x
     turned = quaternion_multiply(torch.from_numpy(turn)[None], torch.from_numpy(q)).numpy()
 
-    def ncc(a, b):
-        a, b = a.double().reshape(len(a), -1), b.double().reshape(len(b), -1)
-        a, b = a - a.mean(1, keepdim=True), b - b.mean(1, keepdim=True)
-        return (a * b).sum(1) / (a.norm(dim=1) * b.norm(dim=1))
-
     twins, wrong = real_twins(dm, mp, dm.real["detector"], q), real_twins(dm, mp, dm.real["detector"], turned)
     assert twins["ideal"].shape == twins["measured"].shape == dm.real["patterns"].shape
-    found, turned_away = ncc(dm.real["patterns"], twins["ideal"]), ncc(dm.real["patterns"], wrong["ideal"])
+    found, turned_away = _ncc(dm.real["patterns"], twins["ideal"]), _ncc(dm.real["patterns"], wrong["ideal"])
     assert (found > turned_away + 0.02).all() and found.mean() > turned_away.mean() + 0.05  # NCC 0.05-0.09 against ~0
     assert not torch.equal(twins["ideal"], twins["measured"])
 
@@ -370,14 +371,11 @@ def test_randomized_training_noise_draws_a_measurement_per_batch_within_its_rang
     # within a batch, each group of patterns_per_draw patterns has its own draw: one pattern 16 times, measured
     # at counts from 2 to 1e5, matches its clean self to a varying degree only across draws
     rows, same = dm.splits["train"], torch.zeros(16, dtype=torch.long)
-    clean = process_patterns(rows.patterns[:1]).reshape(1, -1).double()
-    clean = clean - clean.mean()
+    clean = process_patterns(rows.patterns[:1])
 
     def ncc_spread(per_draw: int) -> float:
         rows.noise = NoiseRanges(counts=(2.0, 1e5), blur=(0.0, 0.0), read_noise=(0.0, 0.0), patterns_per_draw=per_draw)
-        x = rows[same][0].reshape(16, -1).double()
-        x = x - x.mean(1, keepdim=True)
-        return float(((x * clean).sum(1) / (x.norm(dim=1) * clean.norm())).std())
+        return float(_ncc(rows[same][0], clean).std())
 
     torch.manual_seed(0)
     assert ncc_spread(1) > 3 * ncc_spread(16)
