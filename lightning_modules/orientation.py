@@ -25,6 +25,7 @@ import torch
 from torch import nn
 from torchmetrics import CatMetric, MeanMetric, MinMetric
 
+from lightning_modules.batchnorm import PreciseBatchNorm
 from lightning_modules.optim import clip_gradients, configure
 from lightning_modules.stages import check_resumed_schedule
 from materials.orientations import REPRESENTATIONS, disorientation, mseae, quaternion_to_euler
@@ -45,20 +46,23 @@ def _mde(out, target, q_pred, q_true):
 LOSSES = {"mae": (_mae,), "mse": (_mse,), "mde": (_mde,), "mae+mde": (_mae, _mde), "mse+mde": (_mse, _mde)}
 
 
-class OrientationRegressor(pl.LightningModule):
+class OrientationRegressor(PreciseBatchNorm, pl.LightningModule):
     """Train an injected net to predict crystal orientations.
 
     Args:
         net: the architecture (``OMNet``), built by the config.
         loss: ``mae``, ``mse``, ``mde``, ``mae+mde`` (default, the paper's best) or ``mse+mde``.
         lr: Adam learning rate. lr_schedule: ``constant``, ``plateau`` (on ``val/mde``), ``onecycle``, ``cosine``.
+        precise_bn: before each validation during training, recompute the batch-normalisation statistics as the
+            average over this many training batches at the current weights (0: keep the running averages of the
+            last ~10 batches, which follow the last noise draws under randomised measurements).
     """
 
     plateau_monitor, plateau_patience = "val/mde", 3  # the plateau schedule (lightning_modules/optim.py)
 
     def __init__(self, net: nn.Module, loss: Literal["mae", "mse", "mde", "mae+mde", "mse+mde"] = "mae+mde",
                  lr: float = 1e-3, weight_decay: float = 0.0,
-                 lr_schedule: Literal["constant", "plateau", "onecycle", "cosine"] = "constant"):
+                 lr_schedule: Literal["constant", "plateau", "onecycle", "cosine"] = "constant", precise_bn: int = 0):
         super().__init__()
         self.save_hyperparameters()
         self.net = net

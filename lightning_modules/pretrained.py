@@ -7,7 +7,11 @@ source as
 - a Lightning checkpoint path (``outputs/elemnet/<run>/checkpoints/best-….ckpt``),
 - an MLflow model URI (``runs:/<run id>/model``, ``models:/<name>/<version>``), or
 - ``best:<dataset>``: the finished run of the same net class on ``<dataset>`` (e.g.
-  ``best:oqmd_formation_enthalpy``) with the lowest ``test/mae`` in this MLflow store.
+  ``best:oqmd_formation_enthalpy``) with the lowest ``test/mae`` in this MLflow store; ``best<k>:<dataset>``
+  the k best (or as many as there are), or
+- several of these, comma-separated: an ensemble's members start from them in turn (member i from source
+  i mod n). Fine-tunings of different source nets disagree more than fine-tunings of one (which differ only
+  by their bootstrap weights), and their average is the better for it.
 
 The LightningModule loads a checkpoint file; the command line resolves what is not one (``best:``, MLflow
 URIs; :mod:`cli.sources`) before fitting. The source must have the same architecture and input width:
@@ -39,22 +43,41 @@ def _matched_by_order(weights: dict, own: dict) -> dict:
     return weights
 
 
+def _state(source: str) -> tuple[Path, dict]:
+    path = Path(source)
+    if not path.is_file():
+        raise PretrainedError(f"pretrained checkpoint {path} does not exist")
+    return path, torch.load(path, map_location="cpu", weights_only=True).get("state_dict", {})
+
+
+def _net_tensors(state: dict) -> dict:
+    return {k[len("net."):]: v for k, v in state.items() if k.startswith("net.")}
+
+
 def load_net_weights(nets: list[nn.Module], source: str) -> bool:
     """Replace every tensor of each net (one architecture: a net, or an ensemble's members) with the
     ``net.*`` tensors of the checkpoint file ``source``, read once. A source that is itself an ensemble of
     as many members (``members.<k>.*``: an active-learning round warm-starting the next) gives each member
-    its own weights. Returns whether the nets got different weights (False: all start as one net)."""
-    path = Path(source)
-    if not path.is_file():
-        raise PretrainedError(f"pretrained checkpoint {path} does not exist")
-    state = torch.load(path, map_location="cpu", weights_only=True).get("state_dict", {})
+    its own weights; several files (comma-separated) give member i the net of file i mod n. Returns whether
+    every net got its own weights (False: some start as one net)."""
+    files = source.split(",")
+    if len(files) > 1:
+        if len(nets) < len(files):
+            raise PretrainedError(f"{len(files)} pretrained sources need an ensemble of at least as many members "
+                                  f"(uncertainty: ensemble, ensemble_size >= {len(files)}); this model has {len(nets)}")
+        states = [_state(f) for f in files]
+        for i, net in enumerate(nets):
+            path, state = states[i % len(files)]
+            _load(net, _net_tensors(state), files[i % len(files)], path)
+        return len(nets) == len(files)
+    path, state = _state(source)
     members = {k.split(".")[1] for k in state if k.startswith("members.")}
     if len(nets) > 1 and members == {str(i) for i in range(len(nets))}:
         for i, net in enumerate(nets):
             prefix = f"members.{i}."
             _load(net, {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}, source, path)
         return True
-    weights = {k[len("net."):]: v for k, v in state.items() if k.startswith("net.")}
+    weights = _net_tensors(state)
     for net in nets:
         _load(net, weights, source, path)
     return False

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 from torchmetrics import CatMetric, MeanAbsoluteError, MeanSquaredError, MetricCollection, MinMetric, R2Score
 
+from lightning_modules.batchnorm import PreciseBatchNorm
 from lightning_modules.calibration import SigmaCalibration
 from lightning_modules.pretrained import load_net_weights
 from lightning_modules.optim import clip_gradients, configure
@@ -24,7 +25,7 @@ from lightning_modules.uncertainty import PREDICTIVE, dropout_layers, ensemble_m
 LOSSES: dict[str, type[nn.Module]] = {"mae": nn.L1Loss, "mse": nn.MSELoss, "huber": nn.HuberLoss}
 
 
-class PropertyRegressor(StagedMetrics, pl.LightningModule):
+class PropertyRegressor(StagedMetrics, PreciseBatchNorm, pl.LightningModule):
     """Train an injected net to predict one property (eV/atom for ΔHf).
 
     Args:
@@ -34,7 +35,8 @@ class PropertyRegressor(StagedMetrics, pl.LightningModule):
         lr_schedule: ``constant`` (the papers'), ``plateau``, ``onecycle`` or ``cosine``.
         init_from: transfer learning: start fitting from this source's net weights (a checkpoint, an
             MLflow model URI, or ``best:<dataset>``, the last two resolved by the CLI: :mod:`cli.sources`), all layers
-            trainable.
+            trainable; several sources (comma-separated, or ``best<k>:<dataset>``) start an ensemble's members
+            in turn (:mod:`lightning_modules.pretrained`).
         uncertainty: ``none``, ``mc_dropout`` (``mc_samples`` passes with dropout on) or ``ensemble``
             (``ensemble_size`` independently initialised copies of the net trained side by side);
             :mod:`lightning_modules.uncertainty`. Tests then log ``test/nll``, ``test/coverage_68``,
@@ -43,6 +45,9 @@ class PropertyRegressor(StagedMetrics, pl.LightningModule):
             :mod:`lightning_modules.calibration`; ``none`` keeps the raw σ); the checkpoint keeps it, so
             predictions carry calibrated σ and intervals. ``test/coverage_*``, ``test/nll`` are then the calibrated
             scores, ``test/uncalibrated/*`` the raw σ's, ``test/calibrated_<method>/*`` each method's.
+        precise_bn: before each validation during training, recompute the batch-normalisation statistics (nets
+            that have them: the microstructure CNNs) over this many training batches at the current weights
+            (:mod:`lightning_modules.batchnorm`; 0: the running averages of the last ~10 batches).
     """
 
     best_metric = "val/mae"
@@ -53,7 +58,8 @@ class PropertyRegressor(StagedMetrics, pl.LightningModule):
                  lr_schedule: Literal["constant", "plateau", "onecycle", "cosine"] = "constant",
                  init_from: str | None = None,
                  uncertainty: Literal["none", "mc_dropout", "ensemble"] = "none", mc_samples: int = 30,
-                 ensemble_size: int = 5, calibration: Literal["conformal", "scale", "none"] = "conformal"):
+                 ensemble_size: int = 5, calibration: Literal["conformal", "scale", "none"] = "conformal",
+                 precise_bn: int = 0):
         super().__init__()
         self.save_hyperparameters()
         self.net = net
@@ -73,7 +79,7 @@ class PropertyRegressor(StagedMetrics, pl.LightningModule):
         self.test_pred, self.test_true, self.test_std = CatMetric(), CatMetric(), CatMetric()
         self.last_test_outputs: tuple[torch.Tensor, ...] | None = None  # (pred, true[, std])
         self.transferred_from: str | None = None
-        #: an ensemble loaded from one source net: its members learn from bootstrap weights (_member_loss)
+        #: an ensemble whose members share a source net: they learn from bootstrap weights (_member_loss)
         self.members_start_equal = False
         # the local file of an ``init_from`` that is not one (best:<dataset>, an MLflow model): cli/sources.py
         self.source_checkpoint: str | None = None
@@ -158,8 +164,8 @@ class PropertyRegressor(StagedMetrics, pl.LightningModule):
 
     def _member_loss(self, pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """One ensemble member's training loss. Members drawn at random differ from their first step; members
-        that all start from one transferred net (``init_from`` a single net) and see the same batches would stay
-        one net, so each weighs the batch's rows by its own Poisson(1) draws (the online bootstrap, Oza &
+        that start from one transferred net (``init_from`` a single net, or fewer sources than members) and see
+        the same batches would stay one net, so each weighs the batch's rows by its own Poisson(1) draws (the online bootstrap, Oza &
         Russell 2001): every member fits its own resample of the training rows."""
         if not self.members_start_equal:
             return self.loss_fn(pred, y)

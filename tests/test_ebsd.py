@@ -342,6 +342,24 @@ def test_an_omnet_run_reports_both_methods_under_every_sweep_condition(workdir):
     assert "plots/noise_sweep.png" in plots
 
 
+def test_precise_batchnorm_measures_the_statistics_on_training_batches_before_each_validation(workdir):
+    """With precise_bn = 3 the statistics the model is validated (and checkpointed) with come from 3 training
+    batches at the final weights, not from the running averages of the 4 training steps."""
+    from cli.train import build
+    from conftest import task_args
+
+    def trained(*args):
+        cli = build(task_args("omnet", "--trainer.max_epochs=1", "--trainer.limit_train_batches=4",
+                              "--trainer.limit_val_batches=1", "--data.init_args.batch_size=8", *args))
+        cli.trainer.fit(cli.model, cli.datamodule)
+        layers = [m for m in cli.model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+        assert layers and not any(m.momentum is None for m in layers)
+        return {int(m.num_batches_tracked) for m in layers}
+
+    assert trained("--model.init_args.precise_bn=3") == {3}
+    assert trained() == {4}
+
+
 def test_randomized_training_noise_draws_a_measurement_per_batch_within_its_ranges(workdir):
     from cli.train import build
     from conftest import task_args

@@ -110,3 +110,23 @@ def test_localization_cnn_on_whole_elements_equals_every_neighbourhood(options):
         assert whole.shape == (3 * per_element, 1)
         torch.testing.assert_close(whole, each, rtol=1e-4, atol=1e-4)
     assert torch.equal(net.strain_field(micro).reshape(-1, 1), net(micro[:, None].float()))
+
+
+def test_precise_batchnorm_statistics_are_the_average_over_the_batches_at_fixed_weights():
+    from lightning_modules.batchnorm import recompute_batchnorm_statistics
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4), nn.Dropout(0.0), nn.Linear(4, 1)).eval()
+    batches = [torch.randn(16, 3) * (1 + i) + i for i in range(5)]  # each batch its own scale and shift
+    used = recompute_batchnorm_statistics(net, iter(batches + batches), net, n_batches=5)
+    h = [net[0](b).detach() for b in batches]
+    bn = net[1]
+    assert used == 5 and not net.training and bn.momentum == 0.1 and int(bn.num_batches_tracked) == 5
+    assert torch.allclose(bn.running_mean, torch.stack([x.mean(0) for x in h]).mean(0), atol=1e-5)
+    assert torch.allclose(bn.running_var, torch.stack([x.var(0) for x in h]).mean(0), atol=1e-4)
+    # the default running averages weight the last batches: far from the plain average here
+    ema = nn.BatchNorm1d(4).train()
+    for x in h:
+        ema(x)
+    assert not torch.allclose(ema.running_var, bn.running_var, rtol=0.1)
+    assert recompute_batchnorm_statistics(nn.Linear(3, 1), iter(batches), lambda b: None, 5) == 0

@@ -20,10 +20,10 @@ pytestmark = pytest.mark.slow
 SSUB = ["--data.init_args.train_fraction=1"]
 
 
-def _source(workdir):
+def _source(workdir, *extra):
     """A short ElemNet run on SSUB whose best checkpoint and MLflow model are the source."""
     cli = main(task_args("elemnet_transfer", *SSUB, "--model.init_args.init_from=null",
-                         "--trainer.logger.init_args.run_name=source"))
+                         "--trainer.logger.init_args.run_name=source", *extra))
     return cli, cli.trainer.checkpoint_callback.best_model_path
 
 
@@ -60,6 +60,30 @@ def test_a_source_of_another_architecture_or_missing_is_refused(workdir):
         main(task_args("elemnet_transfer", "--model.init_args.init_from=nowhere.ckpt", "--trainer.fast_dev_run=true"))
     with pytest.raises(PretrainedError, match="no finished Roost run on ssub"):
         main(task_args("roost_transfer", "--model.init_args.init_from=best:ssub", "--trainer.fast_dev_run=true"))
+
+
+def test_an_ensemble_starts_its_members_from_several_sources_in_turn(workdir):
+    """best2:ssub names the two best SSUB runs; member i starts from source i mod 2, and members that share a
+    source learn from bootstrap weights; several sources and one net are refused."""
+    sources = [_source(workdir, f"--seed_everything={seed}", f"--trainer.default_root_dir=outputs/source{seed}")
+               for seed in (0, 1)]
+    ranked = sorted(sources, key=lambda s: s[0].trainer.callback_metrics["test/mae"].item())
+    expected = [_weights(cli.model.net) for cli, _ in ranked]
+    assert not torch.equal(expected[0]["layers.0.weight"], expected[1]["layers.0.weight"])
+    ensemble = ["--model.init_args.uncertainty=ensemble", "--model.init_args.lr=0", "--trainer.max_epochs=1"]
+    cli = main(task_args("elemnet_transfer", *SSUB, *ensemble, "--model.init_args.ensemble_size=3",
+                         "--model.init_args.init_from=best2:ssub", "--trainer.default_root_dir=outputs/three"))
+    assert cli.model.transferred_from == ",".join(f"runs:/{c.trainer.logger.run_id}/model" for c, _ in ranked)
+    for member, start in zip(cli.model.members, [0, 1, 0]):
+        got = _weights(member)
+        assert all(torch.equal(got[k], expected[start][k]) for k in got), start
+    assert cli.model.members_start_equal  # members 0 and 2 share a source
+    files = ",".join(ckpt for _, ckpt in sources)
+    two = main(task_args("elemnet_transfer", *SSUB, *ensemble, "--model.init_args.ensemble_size=2",
+                         f"--model.init_args.init_from={files}", "--trainer.default_root_dir=outputs/two"))
+    assert not two.model.members_start_equal and two.model.transferred_from == files
+    with pytest.raises(PretrainedError, match="2 pretrained sources need an ensemble"):
+        main(task_args("elemnet_transfer", *SSUB, f"--model.init_args.init_from={files}", "--trainer.fast_dev_run=true"))
 
 
 def test_reproduce_transfer_table_scores_scratch_applied_and_transfer_on_the_same_folds(workdir, monkeypatch):

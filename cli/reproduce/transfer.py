@@ -42,17 +42,16 @@ def key_parts(opts: argparse.Namespace, extra: list[str]) -> list[str]:
 
 
 def pinned_source(task: str, profile: str | None, extra: list[str]) -> str | None:
-    """The source the task's cells fine-tune, resolved once: ``best:<dataset>`` becomes the run it names now,
+    """The source the task's cells fine-tune, resolved once: ``best:<dataset>`` becomes the run(s) it names now,
     so every cell starts from the same net even if a better one finishes meanwhile, and a reproduction from
     another source is another table (its key), never one that reads back cells of the old source."""
-    from cli.sources import best_run_model
+    from cli.sources import expand_sources
     from cli.train import build, configured_tracking_uri
 
     cli = build(task_configs(task, profile) + extra)
     source = cli.model.hparams.get("init_from")
-    if isinstance(source, str) and source.startswith("best:"):
-        source = best_run_model(type(cli.model.net).__name__, source[len("best:"):],
-                                configured_tracking_uri(cli.config))
+    if isinstance(source, str):
+        source = expand_sources(source, type(cli.model.net).__name__, configured_tracking_uri(cli.config))
     return source
 
 
