@@ -70,10 +70,14 @@ def test_an_ensemble_starts_its_members_from_several_sources_in_turn(workdir):
     ranked = sorted(sources, key=lambda s: s[0].trainer.callback_metrics["test/mae"].item())
     expected = [_weights(cli.model.net) for cli, _ in ranked]
     assert not torch.equal(expected[0]["layers.0.weight"], expected[1]["layers.0.weight"])
+    from cli.sources import expand_sources
+
+    named = ",".join(f"runs:/{c.trainer.logger.run_id}/model" for c, _ in ranked)
+    assert expand_sources("best5:ssub", "ElemNet", os.environ["MLFLOW_TRACKING_URI"]) == named  # as many as there are
     ensemble = ["--model.init_args.uncertainty=ensemble", "--model.init_args.lr=0", "--trainer.max_epochs=1"]
     cli = main(task_args("elemnet_transfer", *SSUB, *ensemble, "--model.init_args.ensemble_size=3",
                          "--model.init_args.init_from=best2:ssub", "--trainer.default_root_dir=outputs/three"))
-    assert cli.model.transferred_from == ",".join(f"runs:/{c.trainer.logger.run_id}/model" for c, _ in ranked)
+    assert cli.model.transferred_from == named
     for member, start in zip(cli.model.members, [0, 1, 0]):
         got = _weights(member)
         assert all(torch.equal(got[k], expected[start][k]) for k in got), start
