@@ -65,13 +65,13 @@ def test_a_source_of_another_architecture_or_missing_is_refused(workdir):
 def test_an_ensemble_starts_its_members_from_several_sources_in_turn(workdir):
     """best2:ssub names the two best SSUB runs; member i starts from source i mod 2, and members that share a
     source learn from bootstrap weights; several sources and one net are refused."""
+    from cli.sources import expand_sources
+
     sources = [_source(workdir, f"--seed_everything={seed}", f"--trainer.default_root_dir=outputs/source{seed}")
                for seed in (0, 1)]
     ranked = sorted(sources, key=lambda s: s[0].trainer.callback_metrics["test/mae"].item())
     expected = [_weights(cli.model.net) for cli, _ in ranked]
     assert not torch.equal(expected[0]["layers.0.weight"], expected[1]["layers.0.weight"])
-    from cli.sources import expand_sources
-
     named = ",".join(f"runs:/{c.trainer.logger.run_id}/model" for c, _ in ranked)
     assert expand_sources("best5:ssub", "ElemNet", os.environ["MLFLOW_TRACKING_URI"]) == named  # as many as there are
     ensemble = ["--model.init_args.uncertainty=ensemble", "--model.init_args.lr=0", "--trainer.max_epochs=1"]
