@@ -4,7 +4,8 @@ During training a BatchNorm layer keeps an exponential average of the last ~10 b
 (momentum 0.1). When every training batch is measured under its own randomly drawn noise model (OMNet's
 randomised measurements), the statistics used at evaluation then follow the last few draws, and validation
 swings from epoch to epoch with the weights barely moving. Recomputing the statistics as a plain average over
-many batches, with the weights of the moment, removes that noise from the evaluation.
+many batches, with the weights of the moment, removes that noise from the evaluation. (Measured on OMNet's CPU
+profile: no gain, and its validation still swung; docs/results/ebsd.md.)
 
 :class:`PreciseBatchNorm` does it before each validation of a fit for a LightningModule with a ``precise_bn``
 hyperparameter (the number of training batches; 0: off) whose batches are ``(inputs, targets, ...)``.

@@ -55,7 +55,7 @@ class OrientationRegressor(PreciseBatchNorm, pl.LightningModule):
         lr: Adam learning rate. lr_schedule: ``constant``, ``plateau`` (on ``val/mde``), ``onecycle``, ``cosine``.
         precise_bn: before each validation during training, recompute the batch-normalisation statistics as the
             average over this many training batches at the current weights (0: keep the running averages of the
-            last ~10 batches, which follow the last noise draws under randomised measurements).
+            last ~10 batches; :mod:`lightning_modules.batchnorm`).
     """
 
     plateau_monitor, plateau_patience = "val/mde", 3  # the plateau schedule (lightning_modules/optim.py)

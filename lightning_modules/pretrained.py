@@ -65,10 +65,10 @@ def load_net_weights(nets: list[nn.Module], source: str) -> bool:
         if len(nets) < len(files):
             raise PretrainedError(f"{len(files)} pretrained sources need an ensemble of at least as many members "
                                   f"(uncertainty: ensemble, ensemble_size >= {len(files)}); this model has {len(nets)}")
-        states = [_state(f) for f in files]
+        weights = [(path, _net_tensors(state)) for path, state in map(_state, files)]  # each file read once
         for i, net in enumerate(nets):
-            path, state = states[i % len(files)]
-            _load(net, _net_tensors(state), files[i % len(files)], path)
+            path, tensors = weights[i % len(files)]
+            _load(net, tensors, files[i % len(files)], path)
         return len(nets) == len(files)
     path, state = _state(source)
     members = {k.split(".")[1] for k in state if k.startswith("members.")}

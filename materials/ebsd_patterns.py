@@ -173,10 +173,9 @@ class NoiseRanges:
     ``ramp_share``; the defaults reach past the noise sweep's conditions on every side rather than matching
     them (counts 3-300 there, 2-500 here; backgrounds to 6 there, to 8 here; blur to 2 px there, 2.5 here).
 
-    ``patterns_per_draw`` patterns of a training batch share a draw (None: the whole batch). One draw per batch
-    of 64 lets batch normalisation's running statistics follow the last few batches' draws (OMNet's validation
-    error swung between 3.8° and 5.6° at a learning rate of 8e-6); one draw per 8 patterns kept OMNet at chance
-    (40°) for 24 epochs, until early stopping, where one per batch left chance after 5 (docs/results/ebsd.md)."""
+    ``patterns_per_draw`` patterns of a training batch share a draw (None: the whole batch). One draw per 8
+    patterns kept OMNet at chance (40°) for 24 epochs, until early stopping, where one per batch left chance after
+    5 (docs/results/ebsd.md)."""
 
     counts: tuple[float, float] = (2.0, 500.0)
     background: tuple[float, float] = (0.5, 8.0)
