@@ -1,6 +1,7 @@
 """Floor 2: what watches a run (MLflow artifacts, plots, the logged model)."""
 
 from callbacks.calibration import UncertaintyCalibration
+from callbacks.checkpoint import EveryEpochCheckpoint
 from callbacks.composition_model import LogCompositionModel
 from callbacks.confusion_matrix import ConfusionMatrixArtifact
 from callbacks.ebsd_baselines import DictionaryIndexingBaseline
@@ -15,6 +16,6 @@ from callbacks.regression_plots import RegressionPlots
 from callbacks.timeline import RunTimeline
 from callbacks.xrd_baselines import XRDBaselines
 
-__all__ = ["ConfusionMatrixArtifact", "DictionaryIndexingBaseline", "DisorientationPlots", "ExtrapolationErrors", "GANSamples", "HomogenizationBaselines", "LocalizationBaselines",
+__all__ = ["ConfusionMatrixArtifact", "DictionaryIndexingBaseline", "EveryEpochCheckpoint", "DisorientationPlots", "ExtrapolationErrors", "GANSamples", "HomogenizationBaselines", "LocalizationBaselines",
            "LogCompositionModel", "MLflowRunInfo", "MLflowSaveConfig", "NoiseSweep",
            "PolymorphMetrics", "RegressionPlots", "RunLogger", "RunTimeline", "UncertaintyCalibration", "XRDBaselines"]

@@ -1,10 +1,12 @@
 """``make active-learn TASK=… [ROUNDS=5] [BATCH=1000] [INITIAL=1000] [ACQ=std|random]``: active learning.
 
 The pool is the task's training split with its labels hidden. Round 0 trains on ``INITIAL`` rows drawn at random
-(seeded); after each round the model scores the rows not yet labelled and the next round adds the ``BATCH``
-rows it is least sure of (``std``: the largest predictive standard deviation; the model needs
-``--model.init_args.uncertainty=ensemble`` or ``mc_dropout``) or ``BATCH`` random ones (``random``: the
-baseline), and trains again, warm-started from the previous round's best checkpoint. Validation and test are
+(seeded); after each round the model scores the rows not yet labelled and the next round adds ``BATCH`` of them:
+the ones it is least sure of (``std``: the largest predictive standard deviation; the model needs
+``--model.init_args.uncertainty=ensemble`` or ``mc_dropout``), the least sure one of each of ``BATCH`` k-means
+clusters of the unlabelled compositions (``cluster``: uncertain, but spread over the pool's chemistry as densely as
+the pool is, where ``std`` alone piles up on the pool's outliers) or random ones (``random``: the baseline), and
+trains again, warm-started from the previous round's best checkpoint. Validation and test are
 the task's own splits, so the rounds' test MAEs form a learning curve against labels.
 
 One MLflow parent run (experiment of the task), a nested run per round (tags ``al.round``, ``al.labelled``);
@@ -31,6 +33,27 @@ from cli.runs import OUTPUTS
 from cli.train import build
 
 
+ACQUISITIONS = ("std", "cluster", "random")
+
+
+def most_uncertain_per_cluster(features: np.ndarray, std: np.ndarray, n: int, seed) -> np.ndarray:
+    """Positions of ``n`` rows: the largest ``std`` of each of ``n`` k-means clusters of ``features`` (seeded), and
+    where a cluster came out empty, the most uncertain rows not yet taken."""
+    from sklearn.cluster import MiniBatchKMeans
+
+    if n >= len(features):
+        return np.arange(len(features))
+    clusters = MiniBatchKMeans(n_clusters=n, n_init=1, batch_size=4096,
+                               random_state=int(np.random.default_rng(seed).integers(2**31))).fit_predict(features)
+    order = np.lexsort((-std, clusters))  # by cluster, the most uncertain first within each
+    first = order[np.r_[True, clusters[order][1:] != clusters[order][:-1]]]
+    if len(first) < n:
+        taken, by_std = np.zeros(len(std), bool), np.argsort(-std, kind="stable")
+        taken[first] = True
+        first = np.concatenate([first, by_std[~taken[by_std]][:n - len(first)]])
+    return np.sort(first)
+
+
 class ActiveLearning:
     def __init__(self, task: str, rounds: int, batch: int, initial: int, acquisition: str, seed: int, args: list[str]):
         if rounds < 1 or batch < 1 or initial < 2:
@@ -40,8 +63,8 @@ class ActiveLearning:
             task, rounds, batch, initial, acquisition, seed)
         self.args = [*args, f"--seed_everything={seed}"]  # the task's configs (make passes them) and options
         probe = build(self.args)  # validates the options and finds the pool before any round runs
-        if acquisition == "std" and probe.model.hparams.get("uncertainty", "none") == "none":
-            raise SystemExit("ACQ=std needs a predictive standard deviation: add "
+        if acquisition != "random" and probe.model.hparams.get("uncertainty", "none") == "none":
+            raise SystemExit(f"ACQ={acquisition} needs a predictive standard deviation: add "
                              "ARGS='--model.init_args.uncertainty=ensemble' (or mc_dropout for nets with dropout)")
         probe.datamodule.setup("fit")
         self.pool = probe.datamodule.compositions["train"][0]  # element fractions, in training-split order
@@ -105,8 +128,10 @@ class ActiveLearning:
             self.pool_features = torch.from_numpy(featurize(self.pool, data.hparams.features).astype(np.float32))
         x = data.transform(self.pool_features[torch.from_numpy(unlabelled)])
         with torch.no_grad():
-            std = torch.cat([module.predict_with_std(chunk)[1] for chunk in x.split(8192)]).flatten()
-        return unlabelled[np.argsort(-std.numpy(), kind="stable")[:self.batch]]
+            std = torch.cat([module.predict_with_std(chunk)[1] for chunk in x.split(8192)]).flatten().numpy()
+        if self.acquisition == "cluster":
+            return unlabelled[most_uncertain_per_cluster(self.pool[unlabelled], std, self.batch, [self.seed, k])]
+        return unlabelled[np.argsort(-std, kind="stable")[:self.batch]]
 
     def best_checkpoint(self, k: int) -> str:
         found = sorted((self.root / f"round{k}" / "checkpoints").glob("best-*.ckpt"))
@@ -173,7 +198,7 @@ def main(argv: list[str] | None = None) -> list[tuple[int, float]]:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--batch", type=int, default=1000, help="rows acquired per round")
     ap.add_argument("--initial", type=int, default=1000, help="random rows labelled before the first round")
-    ap.add_argument("--acquisition", choices=["std", "random"], default="std")
+    ap.add_argument("--acquisition", choices=ACQUISITIONS, default="std")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("args", nargs=argparse.REMAINDER, help="after --: the task's configs and options for every "
                     "round's training (make passes them)")

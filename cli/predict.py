@@ -66,18 +66,19 @@ def is_mlflow_uri(model: str) -> bool:
 
 
 def recent_checkpoints(task: str | None, limit: int = 3) -> list[str]:
-    """The newest ``last.ckpt`` files of the task's runs under ``outputs/``."""
+    """The best checkpoints of the task's newest runs under ``outputs/`` (``last.ckpt`` where none was kept)."""
     from cli.runs import OUTPUTS, run_folders
 
     tasks = [task] if task else sorted(p.name for p in OUTPUTS.glob("*") if p.is_dir())
     folders = sorted((f for t in tasks for f in run_folders(t)), reverse=True,
                      key=lambda f: (f / "checkpoints" / "last.ckpt").stat().st_mtime)
-    return [str(f / "checkpoints" / "last.ckpt") for f in folders[:limit]]
+    return [str(max((f / "checkpoints").glob("best*.ckpt"), key=lambda c: c.stat().st_mtime,
+                    default=f / "checkpoints" / "last.ckpt")) for f in folders[:limit]]
 
 
 def usage(missing: list[str], task: str | None) -> str:
     ckpts = recent_checkpoints(task)
-    ckpt = ckpts[0] if ckpts else f"outputs/{task or 'elemnet'}/<run>/checkpoints/last.ckpt"
+    ckpt = ckpts[0] if ckpts else f"outputs/{task or 'elemnet'}/<run>/checkpoints/best-<epoch>.ckpt"
     found = f" (the newest here: {', '.join(ckpts)})" if ckpts else ""
     return (f"missing {' and '.join(missing)}. CKPT (--model) is the trained model: a checkpoint file"
             f"{found}, latest (the best checkpoint of the task's latest run), an MLflow run's model runs:/<run_id>/model (run ids: make ui), or a registered model "

@@ -25,6 +25,7 @@ from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, Mode
 from lightning.pytorch.cli import LightningCLI  # noqa: E402
 from lightning.pytorch.loggers import MLFlowLogger  # noqa: E402
 
+from callbacks.checkpoint import EveryEpochCheckpoint  # noqa: E402
 from callbacks.mlflow_run import MLflowRunInfo, MLflowSaveConfig  # noqa: E402
 from callbacks.timeline import RunTimeline  # noqa: E402
 from cli.precision import hardware_precision  # noqa: E402
@@ -40,7 +41,7 @@ REPO = Path(__file__).resolve().parents[1]
 class TaskCLI(LightningCLI):
     """LightningCLI with the data-decided sizes linked into the net and the callbacks every run has.
 
-    Every run checkpoints (``checkpoint``: best by the task's metric and ``last.ckpt``), stops early
+    Every run checkpoints (``checkpoint``: best by the task's metric and ``last.ckpt`` after every epoch), stops early
     (``early_stopping``: the same metric and mode), logs its learning rate (``lr_monitor``), its run
     information (``run_info``) and its phase times (``timeline``). They are set once in
     ``configs/defaults.yaml``; a task changes a key (``early_stopping: {patience: 10}``) and lists under
@@ -53,7 +54,7 @@ class TaskCLI(LightningCLI):
         parser.link_arguments("data.n_features", "model.init_args.net.init_args.n_features", apply_on="instantiate")
         for target in ("model.init_args.n_classes", "model.init_args.net.init_args.n_classes"):  # classification data
             parser.link_arguments("data.n_classes", target, apply_on="instantiate")  # (skipped where data have none)
-        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.add_lightning_class_args(EveryEpochCheckpoint, "checkpoint")
         parser.add_lightning_class_args(EarlyStopping, "early_stopping")
         parser.link_arguments("checkpoint.monitor", "early_stopping.monitor")  # one metric decides both
         parser.link_arguments("checkpoint.mode", "early_stopping.mode")

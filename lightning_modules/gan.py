@@ -8,15 +8,22 @@ correlation, lineal-path function and volume fraction. Each is compared as a dis
 Wasserstein-1 distance at every distance r averaged over r, so a generator that draws one average texture
 (mode collapse) scores badly even when its mean curve is right. ``val/descriptor_error`` (the two-point plus
 the lineal-path distance) picks the best checkpoint.
+
+With ``ema`` > 0 the images are drawn (validation, test, ``make design``) by an exponential moving average of the
+generator's weights (Yazıcı et al., ICLR 2019), its batch-normalisation statistics measured afresh on random
+latent vectors before each use: the average of the last few hundred updates, not the last update's swing.
 """
 
 from __future__ import annotations
+
+import copy
 
 import lightning.pytorch as pl
 import torch
 from torch import nn
 from torch.nn.functional import binary_cross_entropy_with_logits as bce
 
+from lightning_modules.batchnorm import recompute_batchnorm_statistics
 from materials.descriptors import lineal_path, radial_two_point
 
 
@@ -61,25 +68,41 @@ class AdversarialTraining(pl.LightningModule):
     Args:
         net: the generator and discriminator. lr, betas: Adam's, for both (DCGAN's 2e-4 and (0.5, 0.999)).
         max_r: the longest distance (pixels) at which the descriptors are compared.
+        ema: decay of the moving average of the generator's weights that draws the images (0.999: about the last
+            1,000 updates; 0: the generator as trained).
+        ema_bn_batches: batches of 64 random latent vectors its batch-normalisation statistics are measured on.
+        channels_last: keep the nets' weights and the images channels-last (NHWC), the layout oneDNN's CPU
+            convolutions run fastest on (a training step 1.5× as fast on 2 AVX2 cores, measured).
     """
 
     best_metric = "val/descriptor_error"
 
-    def __init__(self, net: nn.Module, lr: float = 2e-4, betas: tuple[float, float] = (0.5, 0.999), max_r: int = 32):
+    def __init__(self, net: nn.Module, lr: float = 2e-4, betas: tuple[float, float] = (0.5, 0.999), max_r: int = 32,
+                 ema: float = 0.0, ema_bn_batches: int = 16, channels_last: bool = True):
         super().__init__()
+        if not 0 <= ema < 1:
+            raise ValueError(f"ema must be a decay in [0, 1), got {ema}")
         self.save_hyperparameters()  # the net too: load_from_checkpoint rebuilds it (make design)
-        self.net = net
+        self.net = net.to(memory_format=torch.channels_last) if channels_last else net
+        self.generator_ema = copy.deepcopy(net.generator).requires_grad_(False) if ema else None
         self.automatic_optimization = False
         self.real_sets, self.fake_sets = DescriptorSets(max_r), DescriptorSets(max_r)
 
+    @property
+    def drawing_generator(self) -> nn.Module:
+        """The generator that draws images: the moving average where there is one."""
+        return self.net.generator if self.generator_ema is None else self.generator_ema
+
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.net(z)
+        return self.drawing_generator(z)
 
     def latent(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         return torch.randn(n, self.net.latent_dim, generator=generator).to(self.device)
 
     def training_step(self, batch, batch_idx):
         real = batch[0].float()
+        if self.hparams.channels_last:
+            real = real.contiguous(memory_format=torch.channels_last)
         opt_g, opt_d = self.optimizers()
         fake = self.net.generator(self.latent(len(real)))
         d_real, d_fake = self.net.discriminator(real), self.net.discriminator(fake.detach())
@@ -92,17 +115,36 @@ class AdversarialTraining(pl.LightningModule):
         opt_g.zero_grad(set_to_none=True)
         self.manual_backward(g_loss)
         opt_g.step()
+        self.update_ema()
         self.log_dict({"train/d_loss": d_loss.detach(), "train/g_loss": g_loss.detach(),
                        "train/d_real": torch.sigmoid(d_real.detach().float()).mean(),
                        "train/d_fake": torch.sigmoid(d_fake.detach().float()).mean()},
                       on_step=True, on_epoch=True, prog_bar=False)
 
     @torch.no_grad()
+    def update_ema(self) -> None:
+        """Move the moving-average generator's weights 1 − ema of the way to the generator's (after each update)."""
+        if self.generator_ema is not None:
+            torch._foreach_lerp_(list(self.generator_ema.parameters()), list(self.net.generator.parameters()),
+                                 1 - self.hparams.ema)
+
+    @torch.no_grad()
     def generate(self, n: int, seed: int = 0, batch: int = 250) -> torch.Tensor:
         """``n`` images decoded to phases (0/1 float, (n, 1, S, S)) from seeded latent vectors, in eval mode."""
         g = torch.Generator().manual_seed(seed)
         z = torch.randn(n, self.net.latent_dim, generator=g).to(self.device)
-        return torch.cat([(self.net.generator(part).float() > 0.5).float() for part in z.split(batch)])
+        return torch.cat([(self.drawing_generator(part).float() > 0.5).float() for part in z.split(batch)])
+
+    def measure_ema_statistics(self) -> None:
+        """The moving-average generator's batch-normalisation statistics, from fixed random latent vectors."""
+        g = torch.Generator().manual_seed(0)
+        latents = (torch.randn(64, self.net.latent_dim, generator=g).to(self.device)
+                   for _ in range(self.hparams.ema_bn_batches))
+        recompute_batchnorm_statistics(self.generator_ema, latents, self.generator_ema, self.hparams.ema_bn_batches)
+
+    def on_validation_start(self):
+        if self.generator_ema is not None and self.trainer.state.fn == "fit":
+            self.measure_ema_statistics()  # saved with the checkpoint after this validation
 
     def _compare(self, batch, batch_idx):
         real = batch[0].float()

@@ -52,9 +52,25 @@ def test_labels_to_reach_interpolates_between_rounds():
 def test_the_reproduce_table_compares_both_acquisitions_over_seeds(workdir):
     from cli.reproduce import main
 
-    text = main(["active-learning", "--seeds", "0", "1", "--rounds", "2", "--al-batch", "30", "--initial", "50", "--",
+    text = main(["active-learning", "--seeds", "0", "1", "--rounds", "2", "--al-batch", "30", "--initial", "50",
+                 "--acquisitions", "std", "cluster", "--",
                  *SSUB, "--trainer.max_epochs=1", "--model.init_args.uncertainty=ensemble",
                  "--model.init_args.ensemble_size=2"])
-    assert "| labelled rows | most uncertain (std) | random |" in text
-    assert "| 50 |" in text and "| 80 |" in text and "per seed:" in text
+    assert "| labelled rows | most uncertain (std) | most uncertain per cluster | random |" in text
+    assert "| 50 |" in text and "| 80 |" in text
+    assert "the `std` arm needed" in text and "the `cluster` arm needed" in text
     assert (workdir / "outputs" / "reproduce" / "active-learning-elemnet.png").exists()
+
+
+def test_cluster_acquisition_takes_the_most_uncertain_row_of_each_cluster():
+    from cli.active_learn import most_uncertain_per_cluster
+
+    rng = np.random.default_rng(0)
+    centres = np.array([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]])
+    features = np.concatenate([c + rng.normal(0, 0.5, (50, 2)) for c in centres])
+    std = rng.random(150)
+    std[100:] += 1  # the third blob is the most uncertain everywhere: plain std would take only its rows
+    picked = most_uncertain_per_cluster(features, std, 3, seed=[0, 1])
+    assert np.array_equal(picked, [np.argmax(std[:50]), 50 + np.argmax(std[50:100]), 100 + np.argmax(std[100:])])
+    assert set(np.argsort(-std)[:3]) <= set(range(100, 150))
+    assert np.array_equal(most_uncertain_per_cluster(features[:2], std[:2], 5, seed=0), [0, 1])

@@ -6,8 +6,9 @@ import torch
 
 from cli.configs import task_configs
 from conftest import run_checkpoints, run_module
-from lightning_modules.gan import DescriptorSets
+from lightning_modules.gan import AdversarialTraining, DescriptorSets
 from lightning_modules.nets import MicrostructureGAN
+from lightning_modules.nets.microstructure_gan import PeriodicConv2d
 from materials.bounds import laminate_c11, voigt_c11
 from materials.elasticity import TwoPhaseElasticity
 from materials.microstructure import gaussian_random_images
@@ -38,6 +39,58 @@ def test_resized_upsampling_and_a_spectrally_normalised_discriminator_keep_the_s
     assert len(convs) == 5 and all(abs(n - 1) < 0.05 for n in norms), norms
     with pytest.raises(ValueError, match="upsampling"):
         MicrostructureGAN(upsampling="bilinear")
+
+
+@pytest.mark.parametrize("upsampling", ["transposed", "resize"])
+def test_a_periodic_generator_turns_a_rolled_latent_map_into_the_same_image_rolled(upsampling):
+    """Circular padding: the image is a periodic cell, so shifting the 4 × 4 latent map by one shifts the
+    128-pixel image by 32 pixels exactly (zero padding breaks this at the edges)."""
+    z = torch.randn(2, 4, 4)
+    for periodic in (True, False):
+        gan = MicrostructureGAN(generator_channels=(8, 8, 4, 4), discriminator_channels=(4, 4, 8, 8),
+                                upsampling=upsampling, periodic=periodic).eval()
+        images, rolled = gan(z.reshape(2, 16)), gan(z.roll(1, dims=2).reshape(2, 16))
+        error = (images.roll(32, dims=3) - rolled).abs().max().item()
+        assert (error < 1e-6) == periodic, (periodic, error)
+        convs = [m for m in gan.discriminator.modules() if isinstance(m, torch.nn.Conv2d)][:-1]  # the last: unpadded
+        assert all(isinstance(m, PeriodicConv2d) == periodic for m in convs)
+
+
+def test_a_periodic_convolution_is_torchs_circular_one_forward_and_backward():
+    torch.manual_seed(0)
+    ours = PeriodicConv2d(3, 4, 4, padding=1, stride=2).double()
+    torchs = torch.nn.Conv2d(3, 4, 4, padding=1, stride=2, padding_mode="circular").double()
+    torchs.load_state_dict(ours.state_dict())
+    x = torch.randn(2, 3, 8, 10, dtype=torch.double, requires_grad=True)
+    weights = torch.randn(2, 4, 4, 5, dtype=torch.double)
+    a, b = ours(x), torchs(x)
+    torch.testing.assert_close(a, b)
+    torch.testing.assert_close(torch.autograd.grad((a * weights).sum(), x), torch.autograd.grad((b * weights).sum(), x))
+    assert torch.autograd.gradcheck(lambda t: ours(t), (x,))
+
+
+def test_the_moving_average_generator_follows_the_updates_and_draws_the_images():
+    gan = MicrostructureGAN(generator_channels=(8, 8, 4, 4), discriminator_channels=(4, 4, 8, 8))
+    module = AdversarialTraining(gan, ema=0.9)
+    before = [p.detach().clone() for p in module.generator_ema.parameters()]
+    with torch.no_grad():
+        for p in gan.generator.parameters():
+            p.add_(1.0)  # as if an optimiser step had moved every weight by 1
+    module.update_ema()
+    moved = [(p - b) for p, b in zip(module.generator_ema.parameters(), before)]
+    assert all(torch.allclose(m, torch.full_like(m, 0.1)) for m in moved)
+    assert not any(p.requires_grad for p in module.generator_ema.parameters())
+    module.measure_ema_statistics()  # plain averages over fixed latents: the same twice
+    first = [b.clone() for b in module.generator_ema.buffers()]
+    module.measure_ema_statistics()
+    assert all(torch.equal(a, b) for a, b in zip(first, module.generator_ema.buffers()))
+    module.eval()
+    z = torch.randn(3, 16)
+    assert torch.equal(module(z), module.generator_ema(z)) and not torch.equal(module(z), gan.generator(z))
+    assert AdversarialTraining(gan).generator_ema is None
+    with pytest.raises(ValueError, match="decay"):
+        AdversarialTraining(gan, ema=1.0)
+
 
 def test_gaussian_random_images_are_seeded_at_their_fraction_and_follow_their_axis_lengths():
     a = gaussian_random_images([1, 2, 3], size=64)
@@ -85,7 +138,8 @@ def test_train_the_gan_then_design_in_its_latent_space(tmp_path):
     uri = f"sqlite:///{tmp_path}/mlruns/mlflow.db"
     env = {"MLFLOW_TRACKING_URI": uri}
     out = run_module("cli.train", [*task_configs("microstructure_gan", overlays=("smoke",)),
-                                   "--data.init_args.n_images=300"], tmp_path, env=env)
+                                   "--data.init_args.n_images=300", "--model.init_args.ema=0.99",
+                                   "--model.init_args.net.init_args.periodic=true"], tmp_path, env=env)
     assert out.returncode == 0, out.stderr[-3000:]
     mlflow.set_tracking_uri(uri)
     run = mlflow.search_runs(experiment_names=["microstructure_gan"]).iloc[0]

@@ -24,7 +24,8 @@ Tables:
   ElemNet and Roost (:mod:`cli.reproduce.transfer`).
 - ``precision``: the task trained in float32 and in bf16-mixed, same seeds and budget: test MAE, training
   minutes, and the validation curves against minutes (:mod:`cli.reproduce.precision`).
-- ``active-learning``: the most uncertain rows against random ones, same pool, rounds and seeds
+- ``active-learning``: the most uncertain rows (``--acquisitions``: ``std``, ``cluster``) against random ones,
+  same pool, rounds and seeds
   (:mod:`cli.reproduce.active_learning`).
 - ``search``: does the architecture search pay? The task's own net (default ``irnet``: IRNet-17)
   against the best trial of its Optuna study, same budget and split, over ``--seeds``
@@ -96,6 +97,8 @@ def main(argv: list[str] | None = None) -> str:
     ap.add_argument("--rounds", type=int, default=5, help="active-learning: rounds per arm")
     ap.add_argument("--al-batch", dest="al_batch", type=int, default=1000, help="active-learning: rows acquired a round")
     ap.add_argument("--initial", type=int, default=1000, help="active-learning: random rows labelled first")
+    ap.add_argument("--acquisitions", nargs="+", default=["std", "random"], choices=["std", "cluster", "random"],
+                    help="active-learning: the acquisitions compared (random, the baseline, always among them)")
     ap.add_argument("--profile", default=None,
                     help="every table: add configs/profiles/<profile>/<task>.yaml (e.g. paper) to the task configs")
     ap.add_argument("--study", default=None, help="search: the Optuna study (default: the task)")

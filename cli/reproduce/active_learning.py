@@ -1,12 +1,15 @@
 """``make reproduce TABLE=active-learning [TASK=elemnet] [OPTS='--seeds 0 1 2 --rounds 5 --al-batch 1000
---initial 1000'] ARGS='--model.init_args.uncertainty=ensemble'``: does acquiring the most uncertain rows pay?
+--initial 1000 --acquisitions std cluster random'] ARGS='--model.init_args.uncertainty=ensemble'``: does acquiring
+uncertain rows pay?
 
-For every seed, ``make active-learn`` twice over the same pool (the task's training split, labels hidden), the
-same initial rows and the same per-round training: acquiring the rows of largest predictive σ (``std``) and
-random rows (``random``, the baseline). The table gives the test MAE after each round (mean ± std over seeds)
-for both, and how many labels ``std`` needed to reach the random arm's final MAE (interpolated between rounds);
-``active-learning-<task>.png`` draws both learning curves. Each arm is resumable on its own
-(:mod:`cli.active_learn`), so the table resumes too.
+For every seed, ``make active-learn`` once per acquisition over the same pool (the task's training split, labels
+hidden), the same initial rows and the same per-round training: the rows of largest predictive σ (``std``), the
+most uncertain row of each of as many k-means clusters of the pool (``cluster``), and random rows (``random``, the
+baseline, always run). The table gives the test MAE after each round (mean ± std over seeds) for each, and how many
+labels each acquisition needed to reach the random arm's final MAE (interpolated between rounds);
+``active-learning-<task>.png`` draws the learning curves. Each arm is resumable on its own
+(:mod:`cli.active_learn`) and keyed by its own options, so the table resumes, and a table with another acquisition
+reuses the finished arms of the others.
 """
 
 from __future__ import annotations
@@ -19,11 +22,17 @@ import numpy as np
 from cli.configs import task_configs
 from cli.reproduce.cells import mean_std
 
-ACQUISITIONS = ("std", "random")
+NAMES = {"std": "most uncertain (std)", "cluster": "most uncertain per cluster", "random": "random"}
+
+
+def acquisitions(opts: argparse.Namespace) -> list[str]:
+    """The compared acquisitions in a fixed order, random (the baseline) last and always there."""
+    return [a for a in NAMES if a in opts.acquisitions or a == "random"]
 
 
 def key_parts(opts: argparse.Namespace, extra: list[str]) -> list[str]:
-    return [opts.task, str(opts.rounds), str(opts.al_batch), str(opts.initial), *map(str, opts.seeds), *extra]
+    return [opts.task, str(opts.rounds), str(opts.al_batch), str(opts.initial), *map(str, opts.seeds),
+            *acquisitions(opts)[:-1], *extra]
 
 
 def labels_to_reach(labels: np.ndarray, mae: np.ndarray, target: float) -> float:
@@ -43,18 +52,23 @@ def active_learning_table(opts: argparse.Namespace, extra: list[str], cells) -> 
     from cli.active_learn import ActiveLearning
 
     args = task_configs(opts.task, opts.profile) + extra
-    curves: dict[str, list[np.ndarray]] = {a: [] for a in ACQUISITIONS}
+    arms = acquisitions(opts)
+    curves: dict[str, list[np.ndarray]] = {a: [] for a in arms}
     labels = None
     for seed in opts.seeds:
-        for acquisition in ACQUISITIONS:
+        for acquisition in arms:
             curve = ActiveLearning(opts.task, opts.rounds, opts.al_batch, opts.initial, acquisition, seed, args).run()
             labels = np.array([n for n, _ in curve])
             curves[acquisition].append(np.array([m for _, m in curve]))
             cells.client.log_metric(cells.parent_id, f"{acquisition}/final_test_mae_seed{seed}", curve[-1][1])
-    rows = [f"| {n:,} | {mean_std([c[k] for c in curves['std']])} | {mean_std([c[k] for c in curves['random']])} |"
+    rows = [f"| {n:,} | " + " | ".join(mean_std([c[k] for c in curves[a]]) for a in arms) + " |"
             for k, n in enumerate(labels)]
-    reach = [labels_to_reach(labels, s, r[-1]) for s, r in zip(curves["std"], curves["random"])]
-    cells.client.log_metric(cells.parent_id, "std/labels_to_reach_random_final", float(np.nanmean(reach)))
+    reached = []
+    for acquisition in arms[:-1]:
+        reach = [labels_to_reach(labels, s, r[-1]) for s, r in zip(curves[acquisition], curves["random"])]
+        cells.client.log_metric(cells.parent_id, f"{acquisition}/labels_to_reach_random_final", float(np.nanmean(reach)))
+        reached.append(f"Labels the `{acquisition}` arm needed to reach the random arm's final MAE, per seed: "
+                       f"{', '.join('never' if np.isnan(r) else f'{r:,.0f}' for r in reach)} (random: {labels[-1]:,}).")
     out = Path("outputs") / "reproduce" / f"active-learning-{opts.task}.png"
     out.parent.mkdir(parents=True, exist_ok=True)
     _plot(labels, curves, opts.task, out)
@@ -62,10 +76,8 @@ def active_learning_table(opts: argparse.Namespace, extra: list[str], cells) -> 
     return "\n".join([
         f"{opts.task}: {opts.initial:,} random labelled rows, then {opts.rounds - 1} rounds of {opts.al_batch:,} "
         f"acquired rows, seeds {', '.join(map(str, opts.seeds))}; test MAE (eV/atom) after each round, mean ± std "
-        "over seeds.", "", "| labelled rows | most uncertain (std) | random |", "|---|---|---|", *rows, "",
-        f"Labels the `std` arm needed to reach the random arm's final MAE, per seed: "
-        f"{', '.join('never' if np.isnan(r) else f'{r:,.0f}' for r in reach)} (random: {labels[-1]:,}). "
-        f"Learning curves: `{out}`.", ""])
+        "over seeds.", "", "| labelled rows | " + " | ".join(NAMES[a] for a in arms) + " |",
+        "|---|" + "---|" * len(arms), *rows, "", *reached, f"Learning curves: `{out}`.", ""])
 
 
 def _plot(labels: np.ndarray, curves: dict[str, list[np.ndarray]], task: str, out: Path) -> None:
