@@ -101,6 +101,17 @@ class Evaluator:
         return values
 
 
+def score_of_earlier_trial(study, latent: list[float]) -> float | None:
+    """The score of a finished trial of ``study`` at exactly this latent vector (``z0``, ``z1``, … in order), so the
+    solver never scores the same latent twice; None where there is none."""
+    import optuna
+
+    for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
+        if [trial.params.get(f"z{i}") for i in range(len(latent))] == latent:
+            return trial.value
+    return None
+
+
 def optimise(evaluator: Evaluator, args, seed: int):
     """One seed's Bayesian optimisation over the latent vector (resumed from its study when it exists)."""
     import optuna
@@ -115,8 +126,9 @@ def optimise(evaluator: Evaluator, args, seed: int):
                                 load_if_exists=True)
 
     def objective(trial):
-        z = torch.tensor([[trial.suggest_float(f"z{i}", -args.bound, args.bound) for i in range(dim)]])
-        return float(evaluator.score(evaluator.decode(z))[0])
+        latent = [trial.suggest_float(f"z{i}", -args.bound, args.bound) for i in range(dim)]
+        earlier = score_of_earlier_trial(study, latent)  # a sampler may propose a latent again (at the bounds)
+        return earlier if earlier is not None else float(evaluator.score(evaluator.decode(torch.tensor([latent])))[0])
 
     done = len([t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE])
     if done < args.trials:

@@ -128,6 +128,18 @@ def test_a_striped_image_as_a_columnar_element_is_the_exact_laminate(axis, layer
     assert got == pytest.approx(float(laminate_c11(0.5, material, layers)), rel=1e-4)
 
 
+def test_a_latent_scored_before_is_not_scored_again():
+    import optuna
+
+    from cli.design import score_of_earlier_trial
+
+    study = optuna.create_study(direction="maximize")
+    space = {f"z{i}": optuna.distributions.FloatDistribution(-2, 2) for i in range(3)}
+    study.add_trial(optuna.trial.create_trial(params={"z0": 2.0, "z1": -2.0, "z2": 0.5}, distributions=space, value=61.5))
+    assert score_of_earlier_trial(study, [2.0, -2.0, 0.5]) == 61.5
+    assert score_of_earlier_trial(study, [2.0, -2.0, 0.4]) is None
+
+
 @pytest.mark.slow
 def test_train_the_gan_then_design_in_its_latent_space(tmp_path):
     """A seconds-long GAN run logs its samples and descriptor errors; `make design` compares Bayesian
