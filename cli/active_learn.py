@@ -1,4 +1,4 @@
-"""``make active-learn TASK=… [ROUNDS=5] [BATCH=1000] [INITIAL=1000] [ACQ=std|random]``: active learning.
+"""``make active-learn TASK=… [ROUNDS=5] [BATCH=1000] [INITIAL=1000] [ACQ=std|cluster|random]``: active learning.
 
 The pool is the task's training split with its labels hidden. Round 0 trains on ``INITIAL`` rows drawn at random
 (seeded); after each round the model scores the rows not yet labelled and the next round adds ``BATCH`` of them:

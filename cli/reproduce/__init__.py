@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> str:
     ap.add_argument("--rounds", type=int, default=5, help="active-learning: rounds per arm")
     ap.add_argument("--al-batch", dest="al_batch", type=int, default=1000, help="active-learning: rows acquired a round")
     ap.add_argument("--initial", type=int, default=1000, help="active-learning: random rows labelled first")
-    ap.add_argument("--acquisitions", nargs="+", default=["std", "random"], choices=["std", "cluster", "random"],
+    ap.add_argument("--acquisitions", nargs="+", default=["std", "random"], choices=list(active_learning.NAMES),
                     help="active-learning: the acquisitions compared (random, the baseline, always among them)")
     ap.add_argument("--profile", default=None,
                     help="every table: add configs/profiles/<profile>/<task>.yaml (e.g. paper) to the task configs")
