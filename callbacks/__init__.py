@@ -14,8 +14,9 @@ from callbacks.mve_baselines import HomogenizationBaselines, LocalizationBaselin
 from callbacks.orientation_plots import DisorientationPlots
 from callbacks.regression_plots import RegressionPlots
 from callbacks.timeline import RunTimeline
+from callbacks.weight_ema import WeightEMA
 from callbacks.xrd_baselines import XRDBaselines
 
 __all__ = ["ConfusionMatrixArtifact", "DictionaryIndexingBaseline", "EveryEpochCheckpoint", "DisorientationPlots", "ExtrapolationErrors", "GANSamples", "HomogenizationBaselines", "LocalizationBaselines",
            "LogCompositionModel", "MLflowRunInfo", "MLflowSaveConfig", "NoiseSweep",
-           "PolymorphMetrics", "RegressionPlots", "RunLogger", "RunTimeline", "UncertaintyCalibration", "XRDBaselines"]
+           "PolymorphMetrics", "RegressionPlots", "RunLogger", "RunTimeline", "UncertaintyCalibration", "WeightEMA", "XRDBaselines"]

@@ -18,6 +18,8 @@ import lightning.pytorch as pl
 from lightning.pytorch.cli import SaveConfigCallback
 from lightning.pytorch.loggers import MLFlowLogger
 
+from callbacks.weight_ema import WeightEMA
+
 
 #: options that matter only under some values of another option: {option: (that option, its values)};
 #: a run logs an option only where it applies, so the compare view shows what differs
@@ -169,6 +171,9 @@ class MLflowRunInfo(pl.Callback):
         for key, value in _budget(trainer).items():  # the training budget, so the compare view tells runs apart
             if key not in run.data.params:
                 client.log_param(run_id, key, value)
+        ema = next((cb.decay for cb in trainer.callbacks if isinstance(cb, WeightEMA)), None)
+        if ema and "ema/decay" not in run.data.params:  # validated and tested: the moving average of the weights
+            client.log_param(run_id, "ema/decay", ema)
         if getattr(pl_module, "transferred_from", None):  # transfer learning: where the initial weights came from
             client.set_tag(run_id, "transfer.source", pl_module.transferred_from)
         report = getattr(trainer.datamodule, "cleaning_report", None)

@@ -28,6 +28,7 @@ from lightning.pytorch.loggers import MLFlowLogger  # noqa: E402
 from callbacks.checkpoint import EveryEpochCheckpoint  # noqa: E402
 from callbacks.mlflow_run import MLflowRunInfo, MLflowSaveConfig  # noqa: E402
 from callbacks.timeline import RunTimeline  # noqa: E402
+from callbacks.weight_ema import WeightEMA  # noqa: E402
 from cli.precision import hardware_precision  # noqa: E402
 from cli.sources import resolve_source  # noqa: E402
 from cli.summary import relative_path, run_summary  # noqa: E402
@@ -43,7 +44,8 @@ class TaskCLI(LightningCLI):
 
     Every run checkpoints (``checkpoint``: best by the task's metric and ``last.ckpt`` after every epoch), stops early
     (``early_stopping``: the same metric and mode), logs its learning rate (``lr_monitor``), its run
-    information (``run_info``) and its phase times (``timeline``). They are set once in
+    information (``run_info``) and its phase times (``timeline``), and, at ``ema.decay`` > 0, validates and keeps a
+    moving average of its weights (``ema``). They are set once in
     ``configs/defaults.yaml``; a task changes a key (``early_stopping: {patience: 10}``) and lists under
     ``trainer.callbacks`` only its own (plots, baselines).
     """
@@ -61,6 +63,7 @@ class TaskCLI(LightningCLI):
         parser.add_lightning_class_args(LearningRateMonitor, "lr_monitor")
         parser.add_lightning_class_args(MLflowRunInfo, "run_info")  # the MLflow run id in every checkpoint
         parser.add_lightning_class_args(RunTimeline, "timeline")  # every run: phase times, validation vs minutes
+        parser.add_lightning_class_args(WeightEMA, "ema")  # a moving average of the weights where ema.decay > 0
         parser.add_argument("--ckpt_path", type=str | None, default=None,
                             help="resume fitting from this checkpoint ('last' = the task's last.ckpt)")
         parser.add_argument("--test_after_fit", type=bool, default=True, help="test the best checkpoint after fitting")
@@ -111,10 +114,10 @@ class TaskCLI(LightningCLI):
 
     def _instantiate_trainer(self, config: dict, callbacks: list) -> Trainer:
         """The forced callbacks less those the trainer turns off: no checkpoints without checkpointing, no
-        learning-rate log without a logger, no early stopping without validation (``make bench``)."""
-        off = []
-        if config.get("enable_checkpointing") is False:
-            off.append(ModelCheckpoint)
+        learning-rate log without a logger, no early stopping without validation (``make bench``), no moving
+        average of the weights at ``ema.decay: 0``."""
+        off = [] if config.get("enable_checkpointing") is not False else [ModelCheckpoint]
+        callbacks = [cb for cb in callbacks if not (isinstance(cb, WeightEMA) and cb.decay == 0)]
         if config.get("logger") is False:
             off.append(LearningRateMonitor)
         if config.get("limit_val_batches") == 0:

@@ -146,9 +146,9 @@ class MVEDataModule(pl.LightningDataModule):
         parts["train"] = parts["train"][:keep]
         self.arrays = {s: {k: v[np.sort(rows)] for k, v in data.items()} for s, rows in parts.items()}
         device = data_device(self)
-        self.datasets = {s: self._dataset(self.arrays[s]).to(device) for s in SPLITS}
+        self.datasets = {s: self._dataset(self.arrays[s], s).to(device) for s in SPLITS}
 
-    def _dataset(self, arrays: dict[str, np.ndarray]) -> Dataset:
+    def _dataset(self, arrays: dict[str, np.ndarray], split: str) -> Dataset:
         raise NotImplementedError
 
     def _rows_per_batch(self) -> int:
@@ -180,8 +180,37 @@ class HomogenizationDataModule(MVEDataModule):
     def n_features(self) -> int:
         return self.hparams.size
 
-    def _dataset(self, arrays):
+    def _dataset(self, arrays, split: str):
         return Voxels(torch.from_numpy(arrays["micro"]), torch.from_numpy(arrays["c11"]).float()[:, None])
+
+
+class SampledElementFields(ElementFields):
+    """Whole elements with ``voxels_per_element`` of their voxels each: ((B, 1, N1, N2, N3), (B, V)) inputs and
+    the targets of those voxels, (B·V, 1), element by element. New random voxels at every call (training), or
+    with ``seed`` one fixed draw per element (validation: the same voxels every epoch)."""
+
+    def __init__(self, micro: torch.Tensor, target: torch.Tensor, voxels_per_element: int, seed: int | None = None):
+        super().__init__(micro, target)
+        self.n_voxels, self.per_element = voxels_per_element, int(np.prod(micro.shape[1:]))
+        if not 0 < voxels_per_element <= self.per_element:
+            raise ValueError(f"voxels_per_element must be 1 to {self.per_element} (the voxels of an element), "
+                             f"got {voxels_per_element}")
+        self.fixed = None if seed is None else self._draw(len(micro), torch.Generator().manual_seed(seed))
+
+    def _draw(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        scores = torch.rand(n, self.per_element, generator=generator, device="cpu" if generator else self.micro.device)
+        return scores.argsort(1)[:, :self.n_voxels].to(self.micro.device)
+
+    def __getitem__(self, rows):
+        rows = torch.as_tensor(rows, device=self.micro.device)
+        voxels = self._draw(len(rows)) if self.fixed is None else self.fixed[rows]
+        target = self.target[rows].reshape(len(rows), -1).gather(1, voxels)
+        return (self.micro[rows].float()[:, None], voxels), target.reshape(-1, 1)
+
+    def to(self, device: torch.device) -> SampledElementFields:
+        super().to(device)
+        self.fixed = None if self.fixed is None else self.fixed.to(device)
+        return self
 
 
 class LocalizationDataModule(MVEDataModule):
@@ -191,7 +220,10 @@ class LocalizationDataModule(MVEDataModule):
     ``neighbourhood`` is k. With ``elements_per_batch`` a batch is instead that many whole elements (every
     voxel of each, in random order of elements), for a net that predicts all voxels of an element in one
     pass (:class:`lightning_modules.nets.LocalizationCNN` does, with the same weights); ``batch_size`` is
-    then unused.
+    then unused. With ``voxels_per_element`` as well, training and validation batches score only that many
+    voxels of each element (new random ones every training batch, one fixed draw per validation element; the
+    test scores every voxel): the net's dense layers, nearly all of its work, run only there, so an epoch sees
+    many more elements for the same time.
     """
 
     kind = "localization"
@@ -204,9 +236,11 @@ class LocalizationDataModule(MVEDataModule):
                  train_fraction: float = 1.0, simulate_device: Literal["auto", "cpu", "cuda"] = "auto",
                  simulate_batch: int = 32, neighbourhood: int = 11, data_device: Literal["auto", "cpu"] = "auto",
                  elements_per_batch: int | None = None, morphologies: list[str] | None = None,
-                 solver_precision: Literal["float64", "float32"] = "float64"):
+                 solver_precision: Literal["float64", "float32"] = "float64", voxels_per_element: int | None = None):
         if elements_per_batch is not None and elements_per_batch < 1:
             raise ValueError(f"elements_per_batch must be a positive number of elements or None, got {elements_per_batch}")
+        if voxels_per_element is not None and not elements_per_batch:
+            raise ValueError("voxels_per_element needs elements_per_batch (whole elements per batch)")
         super().__init__(n_elements, size, contrast, volume_fraction, correlation_length, anisotropic, tol, seed,
                          split, batch_size, train_fraction, simulate_device, simulate_batch, data_device,
                          morphologies=morphologies, solver_precision=solver_precision)
@@ -216,8 +250,11 @@ class LocalizationDataModule(MVEDataModule):
     def n_features(self) -> int:
         return self.hparams.neighbourhood
 
-    def _dataset(self, arrays):
+    def _dataset(self, arrays, split: str):
         micro, strain = torch.from_numpy(arrays["micro"]), torch.from_numpy(arrays["strain11"])
+        if self.hparams.voxels_per_element and split != "test":
+            seed = None if split == "train" else self.hparams.seed
+            return SampledElementFields(micro, strain, self.hparams.voxels_per_element, seed)
         if self.hparams.elements_per_batch:
             return ElementFields(micro, strain)
         return Neighbourhoods(micro, strain, self.hparams.neighbourhood)

@@ -49,6 +49,13 @@ def test_a_solver_failure_in_the_worker_reaches_the_caller(tmp_path):
     assert failure.value.residuals.shape == (4,)
 
 
+def test_a_whole_number_and_its_float_name_the_same_dataset():
+    """``contrast=50`` from Python and ``50.0`` from a YAML file: one cache (two made a run label 3,000 again)."""
+    assert dataclasses.replace(SPEC, contrast=10).cache_name() == dataclasses.replace(SPEC, contrast=10.0).cache_name()
+    assert (dataclasses.replace(SPEC, correlation_length=(1, 4)).content()
+            == dataclasses.replace(SPEC, correlation_length=(1.0, 4.0)).content())
+
+
 def test_cache_refuses_other_parameters_and_corrupted_chunks(tmp_path):
     path = generate(SPEC, tmp_path, progress=False)
     other = dataclasses.replace(SPEC, contrast=50)
@@ -105,6 +112,23 @@ def test_datamodules_split_by_element_and_read_neighbourhoods(tmp_path, monkeypa
     assert [len(b[0]) for b in whole.train_dataloader()] == [2, 2, 2, 1]
     with pytest.raises(ValueError, match="elements_per_batch"):
         LocalizationDataModule(elements_per_batch=0)
+    sampled = LocalizationDataModule(n_elements=10, size=9, neighbourhood=5, simulate_batch=5, elements_per_batch=2,
+                                     voxels_per_element=50)
+    sampled.prepare_data()
+    sampled.setup()
+    (x, voxels), y = next(iter(sampled.train_dataloader()))
+    assert x.shape == (2, 1, 9, 9, 9) and voxels.shape == (2, 50) and y.shape == (100, 1)
+    assert all(len(set(v.tolist())) == 50 for v in voxels)  # 50 different voxels of each element
+    strain = torch.from_numpy(sampled.arrays["train"]["strain11"]).reshape(len(sampled.arrays["train"]["micro"]), -1)
+    (x, voxels), y = sampled.datasets["train"][torch.tensor([3, 1])]
+    assert torch.equal(y.reshape(2, 50), strain[[3, 1]].gather(1, voxels))
+    assert not torch.equal(voxels, sampled.datasets["train"][torch.tensor([3, 1])][0][1])  # new voxels each time
+    val = [b[0][1] for b in sampled.val_dataloader()]
+    assert all(torch.equal(a, b) for a, b in zip(val, [b[0][1] for b in sampled.val_dataloader()]))  # fixed
+    x, y = next(iter(sampled.test_dataloader()))
+    assert x.shape == (1, 1, 9, 9, 9) and y.shape == (729, 1)  # the test scores every voxel
+    with pytest.raises(ValueError, match="voxels_per_element needs elements_per_batch"):
+        LocalizationDataModule(voxels_per_element=50)
     homogenization = HomogenizationDataModule(n_elements=6, size=9, batch_size=4)
     homogenization.prepare_data()
     homogenization.setup()

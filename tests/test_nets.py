@@ -110,6 +110,13 @@ def test_localization_cnn_on_whole_elements_equals_every_neighbourhood(options):
         assert whole.shape == (3 * per_element, 1)
         torch.testing.assert_close(whole, each, rtol=1e-4, atol=1e-4)
     assert torch.equal(net.strain_field(micro).reshape(-1, 1), net(micro[:, None].float()))
+    voxels = torch.stack([torch.randperm(per_element)[:7] for _ in range(3)])  # the dense layers at 7 voxels each
+    for training in (False, True):
+        net.train(training)
+        with torch.no_grad():
+            whole, some = net.strain_field(micro).reshape(3, -1), net((micro[:, None].float(), voxels))
+        assert some.shape == (21, 1)
+        torch.testing.assert_close(some, whole.gather(1, voxels).reshape(-1, 1), rtol=1e-5, atol=1e-5)
 
 
 def test_precise_batchnorm_statistics_are_the_average_over_the_batches_at_fixed_weights():

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from datamodules.simulate.h5cache import open_spec_file, require_done
-from datamodules.simulate.worker import in_passive_worker
+from datamodules.simulate.worker import commit_lock, in_passive_worker
 from materials.elasticity import TwoPhaseElasticity, effective_c11
 from materials.microstructure import MicrostructureSampler
 
@@ -71,9 +71,16 @@ class MVEDatasetSpec:
         return TwoPhaseElasticity(self.young_hard, self.contrast, self.poisson, self.poisson)
 
     def content(self) -> dict:
+        """The parameters as JSON-ready numbers of one type each: ``contrast=50`` from Python and ``50.0`` from
+        a YAML file name the same dataset."""
         d = asdict(self)
         d.pop("batch")
-        d["volume_fraction"], d["correlation_length"] = list(self.volume_fraction), list(self.correlation_length)
+        for name in ("contrast", "young_hard", "poisson", "tol"):
+            d[name] = float(d[name])
+        for name in ("n_elements", "size", "max_iter", "seed"):
+            d[name] = int(d[name])
+        d["volume_fraction"] = [float(v) for v in self.volume_fraction]
+        d["correlation_length"] = [float(v) for v in self.correlation_length]
         if self.morphologies is None:  # the datasets made before other families existed keep their names
             d.pop("morphologies")
         else:
@@ -164,7 +171,7 @@ def _solve(spec: MVEDatasetSpec, path: Path, start: int, device: str, progress: 
         drawn = sampler.draw(element_seeds(spec, range(first, first + count)), device=device)
         c11, solution = effective_c11(drawn["micro"].to(device), material, tol=spec.tol, max_iter=spec.max_iter,
                                       dtype=getattr(torch, spec.precision))
-        with h5py.File(path, "r+") as f:
+        with commit_lock, h5py.File(path, "r+") as f:  # a worker whose caller died exits between commits
             rows = slice(first, first + count)
             f["micro"][rows] = drawn["micro"].numpy()
             f["volume_fraction"][rows] = drawn["volume_fraction"].numpy()

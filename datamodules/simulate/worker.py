@@ -6,17 +6,37 @@ from the FFT workers; ``OMP_WAIT_POLICY=PASSIVE`` makes them sleep. The setting 
 runtime starts, so it cannot be changed inside a process that already runs torch, and it would cost the
 training process itself (a small-operation net like Roost pays a wake-up per operation). The worker is a fresh
 (spawned) interpreter started with the variable set; the caller's process keeps its own setting.
+
+The worker exits when its caller is gone (killed, or stopped by Ctrl-C), after any write in progress under
+:data:`commit_lock`: an orphan would go on solving into the file that the caller's next run resumes.
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import os
+import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from typing import TypeVar
 
 T = TypeVar("T")
+
+
+#: held by the worker's function while it writes what must not be cut in half (a committed batch)
+commit_lock = threading.Lock()
+
+
+def _exit_with_caller(caller: int) -> None:
+    """In the worker: a thread that ends the process soon after ``caller`` is gone, never inside a commit."""
+    def watch():
+        while os.getppid() == caller:
+            time.sleep(0.5)
+        with commit_lock:
+            os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
 
 
 def in_passive_worker(fn: Callable[..., T], *args, **kwargs) -> T:
@@ -25,7 +45,8 @@ def in_passive_worker(fn: Callable[..., T], *args, **kwargs) -> T:
     saved = os.environ.get("OMP_WAIT_POLICY")
     os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
     try:  # the child is started inside submit and copies the environment then
-        pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+        pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"), initializer=_exit_with_caller,
+                                   initargs=(os.getpid(),))
         future = pool.submit(fn, *args, **kwargs)
     finally:
         if saved is None:
@@ -33,6 +54,9 @@ def in_passive_worker(fn: Callable[..., T], *args, **kwargs) -> T:
         else:
             os.environ["OMP_WAIT_POLICY"] = saved
     try:
-        return future.result()
-    finally:
-        pool.shutdown(cancel_futures=True)
+        result = future.result()
+    except BaseException:  # its exception, or Ctrl-C or SIGTERM here: leave now; a busy worker follows
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
+    return result

@@ -69,10 +69,11 @@ class LocalizationCNN(nn.Module):
 
     Whole periodic elements, (B, 1, N1, N2, N3), give every voxel's prediction at once, (B·N1·N2·N3, 1) in
     the elements' row-major voxel order: the same function of each voxel's periodic k³ neighbourhood (equal
-    to the per-neighbourhood pass, tested), computed as 3-D convolutions over the element. The first
-    convolution spans all k slices along x1 and its k×k window in (x2, x3); the second and the dense layers
-    become convolutions over (x2, x3) windows. Overlapping neighbourhoods then share their convolutions
-    and no neighbourhood is gathered (docs/results/microstructures.md: the speed measured).
+    to the per-neighbourhood pass, tested), computed as the 2-D net's convolutions over whole (x2, x3)
+    planes, one k-channel plane per position along x1; the dense layers become convolutions over (x2, x3)
+    windows. Overlapping neighbourhoods then share their convolutions and no neighbourhood is gathered
+    (docs/results/microstructures.md: the speed measured). ``((B, 1, N1, N2, N3), voxels)`` with (B, V) flat
+    voxel indices runs the dense layers only at those voxels: (B·V, 1).
     """
 
     def __init__(self, n_features: int = 11, channels: tuple[int, int] = (32, 64), kernel_size: int = 3,
@@ -97,41 +98,61 @@ class LocalizationCNN(nn.Module):
         self.n_features, self.final_size = n_features, size
 
     def forward(self, x):
+        if isinstance(x, (tuple, list)):  # (elements (B, 1, N1, N2, N3), flat voxel indices (B, V))
+            return self.strain_field(x[0][:, 0], x[1])
         if x.dim() == 5:
             return self.strain_field(x[:, 0]).reshape(-1, 1)
         return self.layers(x)
 
-    def strain_field(self, micro: torch.Tensor) -> torch.Tensor:
+    def strain_field(self, micro: torch.Tensor, voxels: torch.Tensor | None = None) -> torch.Tensor:
         """(B, N1, N2, N3) periodic elements → (B, N1, N2, N3): the prediction for every voxel.
 
-        Every layer's field stays N1×N2×N3 (circular padding before each convolution, placed so that each
-        output reads the window the 2-D net reads for that voxel), so batch norm's statistics count each
-        position of each element once, as over all voxels' maps in the per-neighbourhood pass.
+        Each position along x1 becomes one k-channel image of the whole (x2, x3) plane (its k periodic slices
+        along x1), and the 2-D net runs over those planes with circular padding placed so that each output reads
+        the window the 2-D net reads for that voxel: batch norm's statistics then count each position of each
+        element once, as over all voxels' maps in the per-neighbourhood pass.
+
+        With ``voxels``, (B, V) flat indices into each element, the convolutions still run over the whole
+        elements but the dense layers, nearly all of the work, only at those voxels: (B·V, 1), element by
+        element, the same values as the whole field there.
         """
-        half, x = self.n_features // 2, micro.float()[:, None]
-        offset, convolved, mapped = 0, False, False  # offset: the windows' start, relative to the voxel
+        k, (b, n1, n2, n3) = self.n_features, micro.shape
+        slices = (torch.arange(n1, device=micro.device)[:, None] + torch.arange(k, device=micro.device) - k // 2) % n1
+        x = micro[:, slices].reshape(b * n1, k, n2, n3).float()  # image i of element e: row e·N1 + i
+        offset, mapped = 0, False  # offset: the windows' start, relative to the voxel
         for layer in self.layers:
             if isinstance(layer, nn.Conv2d):
                 s = layer.kernel_size[0]
                 left = (s - 1) // 2
-                first, convolved = not convolved, True
-                x1_pad = (half, half) if first else (0, 0)
-                # weight (c_out, c_in, s, s): on the first layer c_in is the k slices along x1
-                weight = layer.weight[:, None] if first else layer.weight[:, :, None]
-                x = F.conv3d(F.pad(x, (left, s - 1 - left, left, s - 1 - left, *x1_pad), mode="circular"), weight,
-                             layer.bias)
+                x = layer(F.pad(x, (left, s - 1 - left, left, s - 1 - left), mode="circular"))
                 offset += left
-            elif isinstance(layer, nn.modules.batchnorm._BatchNorm):  # BatchNorm2d, or DDP's SyncBatchNorm
-                x = layer(x.flatten(2, 3)).reshape(x.shape)  # per channel over all voxels of the batch
+            elif isinstance(layer, (nn.modules.batchnorm._BatchNorm, nn.ReLU)):  # BatchNorm2d or SyncBatchNorm
+                x = layer(x)
+            elif isinstance(layer, nn.Linear) and not mapped and voxels is not None:
+                x = layer(_voxel_maps(x, n1, voxels, self.final_size, k // 2 - offset))
+                mapped = True
             elif isinstance(layer, nn.Linear) and not mapped:  # reads each voxel's size×size map
-                size, left = self.final_size, half - offset
-                weight = layer.weight.reshape(layer.out_features, -1, 1, size, size)
-                x = F.conv3d(F.pad(x, (left, size - 1 - left) * 2 + (0, 0), mode="circular"), weight, layer.bias)
+                size, left = self.final_size, k // 2 - offset
+                weight = layer.weight.reshape(layer.out_features, -1, size, size)
+                x = F.conv2d(F.pad(x, (left, size - 1 - left) * 2, mode="circular"), weight, layer.bias)
                 mapped = True
             elif isinstance(layer, nn.Linear):
-                x = F.conv3d(x, layer.weight[:, :, None, None, None], layer.bias)
-            elif isinstance(layer, nn.ReLU):
-                x = F.relu(x)
+                x = layer(x) if voxels is not None else F.conv2d(x, layer.weight[:, :, None, None], layer.bias)
             elif not isinstance(layer, nn.Flatten):  # never skip a layer silently
-                raise TypeError(f"strain_field has no 3-D form of {type(layer).__name__}")
-        return x[:, 0]
+                raise TypeError(f"strain_field has no whole-element form of {type(layer).__name__}")
+        return x if voxels is not None else x.reshape(b, n1, n2, n3)
+
+
+def _voxel_maps(planes: torch.Tensor, n1: int, voxels: torch.Tensor, size: int, left: int) -> torch.Tensor:
+    """The periodic size×size windows of ``planes`` (B·N1, C, N2, N3) at flat ``voxels`` (B, V) of the B
+    elements, starting ``left`` before each voxel: (B·V, C·size·size), flattened as the 2-D net flattens."""
+    n2, n3 = planes.shape[2:]
+    element = torch.arange(len(voxels), device=voxels.device)[:, None].expand_as(voxels).reshape(-1)
+    flat = voxels.reshape(-1)
+    i, j, k = flat // (n2 * n3), flat // n3 % n2, flat % n3
+    steps = torch.arange(size, device=voxels.device) - left
+    jj, kk = (j[:, None] + steps) % n2, (k[:, None] + steps) % n3
+    at = (((element * n1 + i)[:, None, None] * n2 + jj[:, :, None]) * n3 + kk[:, None, :]).reshape(-1)
+    table = planes.permute(0, 2, 3, 1).reshape(-1, planes.shape[1])  # one row per position (index_select's
+    maps = table.index_select(0, at).reshape(len(flat), size, size, -1)  # backward, index_add, is the fast one)
+    return maps.permute(0, 3, 1, 2).reshape(len(flat), -1)

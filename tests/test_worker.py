@@ -1,0 +1,44 @@
+"""The passive-OpenMP worker that labels volume elements dies with the process that started it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+TESTS = Path(__file__).resolve().parent
+
+
+def report_and_wait(pid_file: str) -> None:
+    """The worker's job here: say who it is, then work for a minute."""
+    Path(pid_file).write_text(str(os.getpid()))
+    time.sleep(60)
+
+
+def _running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"  # an exited orphan may wait as a zombie for a reaper that never comes
+
+
+def test_a_worker_exits_soon_after_its_caller_is_killed(tmp_path):
+    pid_file = tmp_path / "worker.pid"
+    code = (f"import sys; sys.path.insert(0, {str(TESTS)!r}); from test_worker import report_and_wait; "
+            f"from datamodules.simulate.worker import in_passive_worker; in_passive_worker(report_and_wait, {str(pid_file)!r})")
+    caller = subprocess.Popen([sys.executable, "-c", code], cwd=TESTS.parent)
+    deadline = time.monotonic() + 60
+    while not pid_file.exists() or not pid_file.read_text():
+        assert caller.poll() is None and time.monotonic() < deadline, "the worker never started"
+        time.sleep(0.1)
+    worker = int(pid_file.read_text())
+    assert _running(worker)
+    caller.kill()  # SIGKILL: no handler of the caller's runs
+    caller.wait()
+    deadline = time.monotonic() + 10
+    while _running(worker) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not _running(worker), "the worker outlived its caller"
