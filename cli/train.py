@@ -116,13 +116,16 @@ class TaskCLI(LightningCLI):
         """The forced callbacks less those the trainer turns off: no checkpoints without checkpointing, no
         learning-rate log without a logger, no early stopping without validation (``make bench``), no moving
         average of the weights at ``ema.decay: 0``."""
-        off = [] if config.get("enable_checkpointing") is not False else [ModelCheckpoint]
-        callbacks = [cb for cb in callbacks if not (isinstance(cb, WeightEMA) and cb.decay == 0)]
+        off = []
+        if config.get("enable_checkpointing") is False:
+            off.append(ModelCheckpoint)
         if config.get("logger") is False:
             off.append(LearningRateMonitor)
         if config.get("limit_val_batches") == 0:
             off.append(EarlyStopping)
-        return super()._instantiate_trainer(config, [cb for cb in callbacks if not isinstance(cb, tuple(off))])
+        kept = [cb for cb in callbacks
+                if not isinstance(cb, tuple(off)) and not (isinstance(cb, WeightEMA) and cb.decay == 0)]
+        return super()._instantiate_trainer(config, kept)
 
     def _own_run_folder(self, base: str, logger_args) -> None:
         """``outputs/<task>/<run name>``: a new folder and unique run name, or the folder of the run resumed."""
