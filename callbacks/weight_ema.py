@@ -8,14 +8,26 @@ and the logged model all use the average.
 One change: Lightning 2.6 also restores its training weights when a *test* loads a checkpoint
 (``trainer.test(ckpt_path="best")`` after fitting calls every callback's ``on_load_checkpoint``), so the run
 would test the weights it did not validate. Outside fitting this callback leaves the checkpoint's weights,
-the average, where they are.
+the average, where they are. And its averaging function is a picklable object, not torch's closure, so a
+``ddp_spawn`` run (Optuna's DDP trials) can send the callback to its processes.
 """
 
 from __future__ import annotations
 
 import lightning.pytorch as pl
+import torch
 from lightning.pytorch.callbacks import EMAWeightAveraging
 from lightning.pytorch.trainer.states import TrainerFn
+
+
+class EMAUpdate:
+    """``decay · average + (1 − decay) · weights``: torch's ``get_ema_avg_fn``, as an object that pickles."""
+
+    def __init__(self, decay: float):
+        self.decay = decay
+
+    def __call__(self, average: torch.Tensor, weights: torch.Tensor, num_averaged) -> torch.Tensor:
+        return self.decay * average + (1.0 - self.decay) * weights
 
 
 class WeightEMA(EMAWeightAveraging):
@@ -31,6 +43,7 @@ class WeightEMA(EMAWeightAveraging):
             raise ValueError(f"ema.decay must be in [0, 1), got {decay}")
         super().__init__(decay=decay, update_starting_at_step=update_starting_at_step)
         self.decay = decay
+        self._kwargs["avg_fn"] = EMAUpdate(decay)
 
     def on_load_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict) -> None:
         if trainer.state.fn == TrainerFn.FITTING:

@@ -1,5 +1,7 @@
 """The moving average of the weights (``ema.decay``): validated, checkpointed and tested in place of the weights."""
 
+import pickle
+
 import lightning.pytorch as pl
 import pytest
 import torch
@@ -33,6 +35,16 @@ def test_the_test_after_fitting_uses_the_average_the_checkpoint_holds(tmp_path):
         assert torch.equal(model.tested[name], average), name  # Lightning alone would test current_model_state
     current = saved["current_model_state"]["layer.weight"]
     assert not torch.allclose(current, saved["state_dict"]["layer.weight"])  # five updates: the average lags
+
+
+def test_the_callback_pickles_for_spawned_processes_and_averages_as_torch_does():
+    """``ddp_spawn`` (Optuna's DDP trials) pickles the callbacks; torch's EMA function is a closure that does not."""
+    from torch.optim.swa_utils import get_ema_avg_fn
+
+    callback = pickle.loads(pickle.dumps(WeightEMA(decay=0.9)))
+    average, weights = torch.randn(5), torch.randn(5)
+    ours = callback._kwargs["avg_fn"](average, weights, torch.tensor(3))
+    torch.testing.assert_close(ours, get_ema_avg_fn(0.9)(average, weights, torch.tensor(3)))
 
 
 def test_decay_outside_zero_to_one_is_refused():
