@@ -44,6 +44,7 @@ help:
 	@echo "make design [CKPT=<microstructure_gan checkpoint>] [TRIALS=60] [SEEDS=3] [ARGS='--sampler tpe']   Bayesian optimisation in a GAN's latent space"
 	@echo "make reproduce TABLE=sweep [FOLDS=10] [OPTS='--fractions 0.1 0.5 1']   Fig. 5.3: scratch vs transfer by training size"
 	@echo "make reproduce TABLE=transfer [FOLDS=10] [OPTS='--tasks elemnet_transfer']   Table 5.2 on SSUB: scratch / applied / transfer"
+	@echo "make reproduce TABLE=learning-curve TASK=localization [PROFILE=cpu] [OPTS='--fractions 0.25 0.5 1']   a microstructure CNN against its training elements"
 	@echo "                                  a published table as Markdown + MLflow (padnet: Fig. 7.7, train x test input x filters)"
 	@echo "make bench-mve                    elasticity solver: 51^3 elements/s at contrast 50, CG iterations (CPU, GPU)"
 	@echo "tasks: $(TASKS)"

@@ -27,6 +27,9 @@ Tables:
 - ``active-learning``: the most uncertain rows (``--acquisitions``: ``std``, ``cluster``) against random ones,
   same pool, rounds and seeds
   (:mod:`cli.reproduce.active_learning`).
+- ``learning-curve``: a microstructure CNN (default ``localization``) on nested shares of its training
+  elements (``--fractions``) beside its run's baselines, with a power law's estimate of the next doubling
+  (:mod:`cli.reproduce.learning_curve`).
 - ``search``: does the architecture search pay? The task's own net (default ``irnet``: IRNet-17)
   against the best trial of its Optuna study, same budget and split, over ``--seeds``
   (:mod:`cli.reproduce.search_pays`).
@@ -42,8 +45,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cli.configs import task_configs
-from cli.reproduce import (active_learning, crabnet, elemnet, experimental, irnet, padnet, precision, search_pays,
-                           transfer)
+from cli.reproduce import (active_learning, crabnet, elemnet, experimental, irnet, learning_curve, padnet, precision,
+                           search_pays, transfer)
 from cli.reproduce.cells import Cells, config_digest, hardware
 
 
@@ -71,8 +74,11 @@ TABLES: dict[str, Table] = {
     "active-learning": Table(active_learning.active_learning_table, "elemnet", active_learning.key_parts,
                              _task_and_extra),
     "sweep": Table(transfer.sweep_table, "elemnet_transfer",
-                   lambda opts, extra: [*opts.tasks[:1], str(opts.folds), *map(str, opts.fractions), *extra],
+                   lambda opts, extra: [*opts.tasks[:1], str(opts.folds), *map(str, transfer.sweep_fractions(opts)),
+                                        *extra],
                    transfer.probe),
+    "learning-curve": Table(learning_curve.learning_curve_table, "localization", learning_curve.key_parts,
+                            learning_curve.probe),
 }
 
 
@@ -92,8 +98,9 @@ def main(argv: list[str] | None = None) -> str:
                     help="crabnet: the composition tasks (default elemnet irnet roost); "
                          "transfer: the transfer tasks (default elemnet_transfer roost_transfer)")
     ap.add_argument("--datasets", nargs="+", default=None, help="irnet: the OQMD properties (default: all four)")
-    ap.add_argument("--fractions", type=float, nargs="+", default=[round(0.1 * k, 1) for k in range(1, 11)],
-                    help="sweep: training-set fractions")
+    ap.add_argument("--fractions", type=float, nargs="+", default=None,
+                    help="sweep: training-set fractions (default 0.1, 0.2, ..., 1); learning-curve: shares of the "
+                         "training elements (default 0.25 0.5 1)")
     ap.add_argument("--rounds", type=int, default=5, help="active-learning: rounds per arm")
     ap.add_argument("--al-batch", dest="al_batch", type=int, default=1000, help="active-learning: rows acquired a round")
     ap.add_argument("--initial", type=int, default=1000, help="active-learning: random rows labelled first")

@@ -99,6 +99,11 @@ def _source(cells, name: str) -> str:
 FIG_5_3 = {"scratch": (0.474, 0.124), "transfer": (0.108, 0.064)}
 
 
+def sweep_fractions(opts: argparse.Namespace) -> list[float]:
+    """``--fractions``, 10 % to 100 % in steps of 10 by default (the figure's)."""
+    return opts.fractions or [round(0.1 * k, 1) for k in range(1, 11)]
+
+
 def sweep_table(opts: argparse.Namespace, extra: list[str], cells) -> str:
     """Fig. 5.3: scratch and transfer at each training-set fraction (``--fractions``) over the same folds."""
     from cli.cv import fold_args
@@ -107,7 +112,8 @@ def sweep_table(opts: argparse.Namespace, extra: list[str], cells) -> str:
     root = Path("outputs") / "reproduce" / "sweep"
     means: dict[str, list[float]] = {"scratch": [], "transfer": []}
     stds: dict[str, list[float]] = {"scratch": [], "transfer": []}
-    for fraction in opts.fractions:
+    fractions = sweep_fractions(opts)
+    for fraction in fractions:
         for arm in means:
             runs = [cells.train(f"{task}-{arm}-f{fraction:g}-fold{fold}",
                                 fold_args(task_configs(task, opts.profile) + extra, opts.folds, fold) + ARMS[arm]
@@ -115,14 +121,14 @@ def sweep_table(opts: argparse.Namespace, extra: list[str], cells) -> str:
             mae = np.array([r["test/mae"] for r in runs])
             means[arm].append(float(mae.mean()))
             stds[arm].append(float(mae.std(ddof=1)))
-    plot = _sweep_plot(opts.fractions, means, stds, task)
+    plot = _sweep_plot(fractions, means, stds, task)
     cells.client.log_artifact(cells.parent_id, str(plot), "plots")
     lines = [f"{task} on {opts.data.get('dataset')}: test MAE (eV/atom, mean ± std over {opts.folds} folds) against "
              f"the fraction of each training fold used; published (Fig. 5.3, 10 folds): scratch "
              f"{FIG_5_3['scratch'][0]} → {FIG_5_3['scratch'][1]}, transfer {FIG_5_3['transfer'][0]} → "
              f"{FIG_5_3['transfer'][1]} from 10 % to 100 %.", "",
              "| training fraction | scratch | transfer |", "|---|---|---|"]
-    for i, fraction in enumerate(opts.fractions):
+    for i, fraction in enumerate(fractions):
         lines.append(f"| {fraction:g} | {means['scratch'][i]:.4f} ± {stds['scratch'][i]:.4f} "
                      f"| {means['transfer'][i]:.4f} ± {stds['transfer'][i]:.4f} |")
     return "\n".join(lines) + f"\n\nPlot: `{plot}` (and in the MLflow run).\n"
