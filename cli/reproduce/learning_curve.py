@@ -89,6 +89,7 @@ def _plot(sizes, errors, task) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter, ScalarFormatter
 
     path = Path("outputs") / "reproduce" / f"learning-curve-{task}.png"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -97,8 +98,11 @@ def _plot(sizes, errors, task) -> Path:
         mean = [np.mean(e) for e in per_size]
         std = [np.std(e, ddof=1) if len(e) > 1 else 0.0 for e in per_size]
         ax.errorbar(sizes, mean, yerr=std, marker="o" if name == "CNN" else "s", capsize=3, label=name)
-    ax.set(xscale="log", yscale="log", xlabel="training elements", ylabel="test MAE (% of the mean)",
+    ax.set(xscale="log", xlabel="training elements", ylabel="test MAE (% of the mean)",
            title=f"{task}: error against training data")
+    ax.xaxis.set_major_formatter(ScalarFormatter())  # the sizes themselves, not powers of ten
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_xticks(sizes)
     ax.grid(alpha=0.3, which="both")
     ax.legend()
     fig.tight_layout()
