@@ -47,31 +47,30 @@ def power_law(sizes, errors) -> tuple[float, float]:
 def learning_curve_table(opts: argparse.Namespace, extra: list[str], cells) -> str:
     fractions = opts.fractions or DEFAULT_FRACTIONS
     root = Path("outputs") / "reproduce" / "learning-curve"
-    sizes, errors, rows = [], {}, []  # errors: model name → one list of per-seed errors per fraction
+    sizes, errors, budget = [], {}, []  # errors: model name → one list of per-seed errors per fraction
     for fraction in fractions:
         runs = [cells.train(f"{opts.task}-f{fraction:g}-seed{seed}",
                             task_configs(opts.task, opts.profile) + extra
                             + [f"--data.init_args.train_fraction={fraction}", f"--seed_everything={seed}"],
                             root, after=training_elements) for seed in opts.seeds]
         sizes.append(int(runs[0]["train_elements"]))
-        names = ["CNN"] + sorted({k[len(BASELINES):-len("/mae_pct")] for r in runs for k in r
-                                  if k.startswith(BASELINES) and k.endswith("/mae_pct")})
-        for name in names:
+        baselines = sorted({k[len(BASELINES):-len("/mae_pct")] for r in runs for k in r
+                            if k.startswith(BASELINES) and k.endswith("/mae_pct")})
+        for name in ["CNN", *baselines]:
             key = METRIC if name == "CNN" else f"{BASELINES}{name}/mae_pct"
             errors.setdefault(name, []).append([r[key] for r in runs if key in r])
-        minutes = np.mean([r["train_seconds"] for r in runs]) / 60
-        epochs = np.mean([r.get("epoch", np.nan) for r in runs])
-        rows.append((fraction, sizes[-1], minutes, epochs))
+        budget.append((np.mean([r.get("epoch", np.nan) for r in runs]),  # epochs, training minutes (no testing)
+                       np.mean([r["time/training_s"] for r in runs]) / 60))
     names = list(errors)
-    cells_md = [f"| {f:g} | {n:,} | " + " | ".join(mean_std(errors[m][i]) for m in names) + f" | {ep:.0f} | {mi:.1f} |"
-                for i, (f, n, mi, ep) in enumerate(rows)]
+    table = [f"| {f:g} | {n:,} | " + " | ".join(mean_std(errors[m][i]) for m in names) + f" | {ep:.0f} | {mi:.1f} |"
+             for i, (f, n, (ep, mi)) in enumerate(zip(fractions, sizes, budget))]
     cnn = [float(np.mean(e)) for e in errors["CNN"]]
     lines = [f"{opts.task} ({'profile ' + opts.profile if opts.profile else 'its task config'}), contrast "
              f"{opts.data.get('contrast')}, seeds {', '.join(map(str, opts.seeds))}: test MAE in % of the mean target "
              f"(mean ± std over seeds) on the same {opts.data.get('n_elements')}-element dataset's validation and "
              "test elements; the training elements are nested shares of one training split.", "",
              "| training fraction | training elements | " + " | ".join(names) + " | epochs | training (min) |",
-             "|---" * (len(names) + 4) + "|", *cells_md, ""]
+             "|---" * (len(names) + 4) + "|", *table, ""]
     if len(sizes) > 1:
         slope, doubled = power_law(sizes, cnn)
         cells.client.log_metric(cells.parent_id, "cnn/slope", slope)
