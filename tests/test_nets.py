@@ -137,3 +137,29 @@ def test_precise_batchnorm_statistics_are_the_average_over_the_batches_at_fixed_
         ema(x)
     assert not torch.allclose(ema.running_var, bn.running_var, rtol=0.1)
     assert recompute_batchnorm_statistics(nn.Linear(3, 1), iter(batches), lambda b: None, 5) == 0
+
+
+def test_localization_field_cnn_is_periodic_sees_its_receptive_field_and_scores_chosen_voxels():
+    """A periodic shift of the element shifts the strain field (circular padding); a voxel's strain changes with
+    a voxel inside its receptive field and not with one outside; chosen voxels get the whole field's values."""
+    from lightning_modules.nets import LocalizationFieldCNN
+
+    torch.manual_seed(0)
+    net = LocalizationFieldCNN(11, channels=4, dilations=(1, 2, 3)).eval()  # sees 13 voxels a side
+    assert net.receptive_field == 13
+    micro = (torch.rand(2, 1, 15, 16, 17) > 0.5).float()  # unequal edges: no axis mixed up
+    with torch.no_grad():
+        field = net(micro).reshape(2, 15, 16, 17)
+        shifted = net(micro.roll((4, -3, 5), dims=(2, 3, 4))).reshape(2, 15, 16, 17)
+        torch.testing.assert_close(shifted, field.roll((4, -3, 5), dims=(1, 2, 3)))
+        for distance, changes in ((6, True), (7, False)):  # along x3, periodic: 7 and 17 - 7 = 10 are both out
+            flipped = micro.clone()
+            flipped[0, 0, 0, 0, distance] = 1 - flipped[0, 0, 0, 0, distance]
+            moved = net(flipped).reshape(2, 15, 16, 17)
+            assert (moved[0, 0, 0, 0] != field[0, 0, 0, 0]).item() is changes
+        voxels = torch.randint(0, 15 * 16 * 17, (2, 9))
+        torch.testing.assert_close(net((micro, voxels)).reshape(2, 9), field.reshape(2, -1).gather(1, voxels))
+    with pytest.raises(ValueError, match="reads whole elements"):
+        net(torch.rand(5, 11, 11, 11))
+    with pytest.raises(ValueError, match="fewer than the neighbourhood of 11"):
+        LocalizationFieldCNN(11, dilations=(1, 2))

@@ -15,6 +15,9 @@
   (slices along the loading axis x1) of an 11×11 image, through two convolutions and two
   dense layers to the voxel's strain. Widths are options (the published ones are not in
   our sources); the defaults are sized for a 2-core CPU.
+- :class:`LocalizationFieldCNN` — ours, not the papers': the same localization linkage as a fully
+  convolutional 3-D CNN over the whole periodic element (dilated 3×3×3 convolutions with circular
+  padding), every voxel's strain in one pass (docs/results/microstructures.md: it against the paper's net).
 """
 
 from __future__ import annotations
@@ -141,6 +144,49 @@ class LocalizationCNN(nn.Module):
             elif not isinstance(layer, nn.Flatten):  # never skip a layer silently
                 raise TypeError(f"strain_field has no whole-element form of {type(layer).__name__}")
         return x if voxels is not None else x.reshape(b, n1, n2, n3)
+
+
+class LocalizationFieldCNN(nn.Module):
+    """(B, 1, N1, N2, N3) periodic elements → (B·N1·N2·N3, 1) local strain / applied strain, every voxel.
+
+    3×3×3 convolutions with circular padding (the elements are periodic), one per entry of ``dilations`` with
+    that dilation, each followed by batch normalisation and ReLU, then a 1×1×1 convolution to the strain. The
+    receptive field, 1 + 2·Σ dilations voxels a side (31 for 1, 1, 2, 4, 8), is set by the dilations, not by
+    a neighbourhood cut out around each voxel: the strain at a voxel depends on the whole element (the
+    first-order MKS kernel spans it), and every voxel is scored in one pass.
+    ``((B, 1, N1, N2, N3), voxels)`` with (B, V) flat voxel indices gives those voxels' strains, (B·V, 1).
+
+    Args:
+        n_features: the datamodule's neighbourhood k (linked); the receptive field must cover it.
+        channels: filters of every convolution.
+        dilations: one convolution per entry, with that dilation.
+        batch_norm: batch normalisation after each convolution (``sync_batchnorm`` under DDP).
+    """
+
+    def __init__(self, n_features: int = 11, channels: int = 16, dilations: tuple[int, ...] = (1, 1, 2, 4, 8, 1),
+                 batch_norm: bool = True):
+        super().__init__()
+        self.receptive_field = 1 + 2 * sum(dilations)
+        if self.receptive_field < n_features:
+            raise ValueError(f"dilations {list(dilations)} see {self.receptive_field} voxels a side, fewer than the "
+                             f"neighbourhood of {n_features}")
+        layers, width = [], 1
+        for d in dilations:
+            layers += [nn.Conv3d(width, channels, 3, padding=d, dilation=d, padding_mode="circular")]
+            layers += [nn.BatchNorm3d(channels)] if batch_norm else []
+            layers += [nn.ReLU()]
+            width = channels
+        self.layers = nn.Sequential(*layers, nn.Conv3d(width, 1, 1))
+        self.n_features = n_features
+
+    def forward(self, x):
+        if isinstance(x, (tuple, list)):  # (elements (B, 1, N1, N2, N3), flat voxel indices (B, V))
+            elements, voxels = x
+            return self.layers(elements).flatten(1).gather(1, voxels).reshape(-1, 1)
+        if x.dim() != 5:
+            raise ValueError(f"LocalizationFieldCNN reads whole elements, (B, 1, N1, N2, N3), got shape {list(x.shape)}: "
+                             "set data.init_args.elements_per_batch")
+        return self.layers(x).reshape(-1, 1)
 
 
 def _voxel_maps(planes: torch.Tensor, n1: int, voxels: torch.Tensor, size: int, left: int) -> torch.Tensor:
