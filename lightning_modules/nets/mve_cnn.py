@@ -151,8 +151,8 @@ class LocalizationFieldCNN(nn.Module):
 
     3×3×3 convolutions with circular padding (the elements are periodic), one per entry of ``dilations`` with
     that dilation, each followed by batch normalisation and ReLU, then a 1×1×1 convolution to the strain. The
-    receptive field, 1 + 2·Σ dilations voxels a side (31 for 1, 1, 2, 4, 8), is set by the dilations, not by
-    a neighbourhood cut out around each voxel: the strain at a voxel depends on the whole element (the
+    receptive field, 1 + 2·Σ dilations voxels a side (35 for the default 1, 1, 2, 4, 8, 1), is set by the
+    dilations, not by a neighbourhood cut out around each voxel: the strain at a voxel depends on the whole element (the
     first-order MKS kernel spans it), and every voxel is scored in one pass.
     ``((B, 1, N1, N2, N3), voxels)`` with (B, V) flat voxel indices gives those voxels' strains, (B·V, 1).
 
@@ -184,8 +184,8 @@ class LocalizationFieldCNN(nn.Module):
             elements, voxels = x
             return self.layers(elements).flatten(1).gather(1, voxels).reshape(-1, 1)
         if x.dim() != 5:
-            raise ValueError(f"LocalizationFieldCNN reads whole elements, (B, 1, N1, N2, N3), got shape {list(x.shape)}: "
-                             "set data.init_args.elements_per_batch")
+            raise ValueError("LocalizationFieldCNN reads whole elements, (B, 1, N1, N2, N3), got shape "
+                             f"{list(x.shape)}: set data.init_args.elements_per_batch")
         return self.layers(x).reshape(-1, 1)
 
 
