@@ -79,6 +79,31 @@ def test_homogenization_cnn_has_five_blocks_two_dense_layers_and_3_8m_parameters
         HomogenizationCNN(21)
 
 
+def test_homogenization_field_cnn_averages_a_periodic_per_patch_response():
+    """C11 is the element's mean of one number per patch: shifting the element by whole patches leaves it
+    unchanged (every convolution is periodic), each element's answer is its own (no batch statistics mixed in
+    training mode either), and an edge that is not a whole number of patches is refused."""
+    from lightning_modules.nets import HomogenizationFieldCNN
+
+    torch.manual_seed(0)
+    net = HomogenizationFieldCNN(12, stem_channels=3, channels=4, stride=3, dilations=(1, 1), output_scale=10.0)
+    assert net.receptive_field == 5  # patches a side: this element's 4, 5 and 3 and no fewer
+    micro = (torch.rand(3, 1, 12, 15, 9) > 0.5).float()  # unequal edges: no axis mixed up
+    with torch.no_grad():
+        c11 = net(micro)
+        assert c11.shape == (3, 1)
+        torch.testing.assert_close(net(micro.roll((3, -6, 9), dims=(2, 3, 4))), c11)
+        coarse = net.layers(micro)  # (B, 1, 4, 5, 3): one response per patch
+        assert coarse.shape == (3, 1, 4, 5, 3)
+        torch.testing.assert_close(c11, coarse.mean((1, 2, 3, 4))[:, None] * 10.0)
+        for training in (False, True):
+            net.train(training)
+            torch.testing.assert_close(net(micro[1:2]), net(micro)[1:2])
+    assert HomogenizationFieldCNN(51).receptive_field == 17  # the defaults see a whole 51³ element (17 patches)
+    with pytest.raises(ValueError, match="not a whole number of 3-voxel patches"):
+        HomogenizationFieldCNN(50)
+
+
 def test_localization_cnn_reads_a_neighbourhood_as_channels():
     from lightning_modules.nets import LocalizationCNN
 

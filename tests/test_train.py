@@ -75,6 +75,17 @@ def test_paper_profiles_parse(workdir):
         assert cli.datamodule.hparams.batch_size in (32, 64)
 
 
+@pytest.mark.parametrize("task, net", [("homogenization", "HomogenizationFieldCNN"),
+                                       ("localization", "LocalizationFieldCNN")])
+def test_cpu_microstructure_profiles_train_the_periodic_field_nets(task, net, workdir):
+    """The CPU profiles train our fully periodic CNNs, not the papers' nets, on their own morphologies/sizes
+    (shrunk here to the smoke data's, which must come after the profile)."""
+    cli = main(task_args(task, "--config", str(CONFIGS / "profiles" / "cpu" / f"{task}.yaml"), *SMOKE_DATA[task],
+                         "--trainer.fast_dev_run=true"))
+    assert type(cli.model.net).__name__ == net and cli.trainer.state.finished
+    assert cli.model.hparams.lr_schedule == "onecycle" and "test/mae" in cli.trainer.callback_metrics
+
+
 @pytest.mark.slow
 def test_mlflow_run_has_metrics_artifacts_and_a_model_that_predicts(workdir):
     import mlflow

@@ -18,6 +18,9 @@
 - :class:`LocalizationFieldCNN` — ours, not the papers': the same localization linkage as a fully
   convolutional 3-D CNN over the whole periodic element (dilated 3×3×3 convolutions with circular
   padding), every voxel's strain in one pass (docs/results/microstructures.md: it against the paper's net).
+- :class:`HomogenizationFieldCNN` — ours, not the papers': effective C11 as the element's average of a local
+  response, one number per 3×3×3 patch (C11 = ⟨σ11⟩ under a unit ε11), read by periodic convolutions that see
+  the whole element after one strided step down (docs/results/microstructures.md: it against the paper's net).
 """
 
 from __future__ import annotations
@@ -187,6 +190,51 @@ class LocalizationFieldCNN(nn.Module):
             raise ValueError("LocalizationFieldCNN reads whole elements, (B, 1, N1, N2, N3), got shape "
                              f"{list(x.shape)}: set data.init_args.elements_per_batch")
         return self.layers(x).reshape(-1, 1)
+
+
+class HomogenizationFieldCNN(nn.Module):
+    """(B, 1, N, N, N) periodic elements → (B, 1) effective stiffness: the mean over the element of a local
+    response, one number per ``stride``³ patch, in units of ``output_scale``.
+
+    A 3×3×3 convolution with circular padding at full resolution, a ``stride``-voxel patch convolution down
+    to (N / stride)³, then one 3×3×3 convolution per entry of ``dilations`` (circular padding, that dilation),
+    then two 1×1×1 convolutions to one number per patch, averaged over the element. Every convolution is
+    periodic, so shifting the element by whole patches leaves the answer unchanged. The coarse receptive field,
+    1 + 2·Σ dilations patches a side, should cover the element (17 patches for 51³ and the defaults): the
+    stiffness of a high-contrast composite depends on whether the hard phase percolates across it. ReLU after
+    every convolution but the last; no batch normalisation by default (a batch's statistics mix elements
+    whose volume fractions differ, and the average is what is predicted).
+
+    Args:
+        n_features: voxels per edge (linked from the datamodule); a multiple of ``stride``.
+        stem_channels: filters of the full-resolution convolution. channels: filters of the rest.
+        stride: edge of the patches of the strided convolution.
+        dilations: one coarse convolution per entry, with that dilation.
+        batch_norm: batch normalisation after each convolution but the last two.
+        output_scale: the output is multiplied by this (e.g. 100 for GPa), so the layers work at unit scale.
+    """
+
+    def __init__(self, n_features: int = 51, stem_channels: int = 8, channels: int = 24, stride: int = 3,
+                 dilations: tuple[int, ...] = (1, 2, 4, 1), batch_norm: bool = False, output_scale: float = 1.0):
+        super().__init__()
+        if n_features % stride:
+            raise ValueError(f"an element of {n_features} voxels a side is not a whole number of {stride}-voxel "
+                             "patches: the strided convolution would drop its last voxels and break periodicity")
+
+        def block(conv: nn.Conv3d) -> list[nn.Module]:
+            return [conv] + ([nn.BatchNorm3d(conv.out_channels)] if batch_norm else []) + [nn.ReLU()]
+
+        layers = block(nn.Conv3d(1, stem_channels, 3, padding=1, padding_mode="circular"))
+        layers += block(nn.Conv3d(stem_channels, channels, stride, stride=stride))
+        for d in dilations:
+            layers += block(nn.Conv3d(channels, channels, 3, padding=d, dilation=d, padding_mode="circular"))
+        layers += [nn.Conv3d(channels, channels, 1), nn.ReLU(), nn.Conv3d(channels, 1, 1)]
+        self.layers = nn.Sequential(*layers)
+        self.receptive_field = 1 + 2 * sum(dilations)  # in patches
+        self.output_scale = output_scale
+
+    def forward(self, x):
+        return self.layers(x).mean((1, 2, 3, 4))[:, None] * self.output_scale
 
 
 def _voxel_maps(planes: torch.Tensor, n1: int, voxels: torch.Tensor, size: int, left: int) -> torch.Tensor:
