@@ -155,8 +155,8 @@ class LocalizationFieldCNN(nn.Module):
     3×3×3 convolutions with circular padding (the elements are periodic), one per entry of ``dilations`` with
     that dilation, each followed by batch normalisation and ReLU, then a 1×1×1 convolution to the strain. The
     receptive field, 1 + 2·Σ dilations voxels a side (35 for the default 1, 1, 2, 4, 8, 1), is set by the
-    dilations, not by a neighbourhood cut out around each voxel: the strain at a voxel depends on the whole element (the
-    first-order MKS kernel spans it), and every voxel is scored in one pass.
+    dilations, not by a neighbourhood cut out around each voxel: the strain at a voxel depends on the whole
+    element (the first-order MKS kernel spans it), and every voxel is scored in one pass.
     ``((B, 1, N1, N2, N3), voxels)`` with (B, V) flat voxel indices gives those voxels' strains, (B·V, 1).
 
     Args:
@@ -173,13 +173,8 @@ class LocalizationFieldCNN(nn.Module):
         if self.receptive_field < n_features:
             raise ValueError(f"dilations {list(dilations)} see {self.receptive_field} voxels a side, fewer than the "
                              f"neighbourhood of {n_features}")
-        layers, width = [], 1
-        for d in dilations:
-            layers += [nn.Conv3d(width, channels, 3, padding=d, dilation=d, padding_mode="circular")]
-            layers += [nn.BatchNorm3d(channels)] if batch_norm else []
-            layers += [nn.ReLU()]
-            width = channels
-        self.layers = nn.Sequential(*layers, nn.Conv3d(width, 1, 1))
+        layers = _periodic_dilated_convolutions(1, channels, dilations, batch_norm)
+        self.layers = nn.Sequential(*layers, nn.Conv3d(channels if dilations else 1, 1, 1))
         self.n_features = n_features
 
     def forward(self, x):
@@ -220,14 +215,10 @@ class HomogenizationFieldCNN(nn.Module):
         if n_features % stride:
             raise ValueError(f"an element of {n_features} voxels a side is not a whole number of {stride}-voxel "
                              "patches: the strided convolution would drop its last voxels and break periodicity")
-
-        def block(conv: nn.Conv3d) -> list[nn.Module]:
-            return [conv] + ([nn.BatchNorm3d(conv.out_channels)] if batch_norm else []) + [nn.ReLU()]
-
-        layers = block(nn.Conv3d(1, stem_channels, 3, padding=1, padding_mode="circular"))
-        layers += block(nn.Conv3d(stem_channels, channels, stride, stride=stride))
-        for d in dilations:
-            layers += block(nn.Conv3d(channels, channels, 3, padding=d, dilation=d, padding_mode="circular"))
+        layers = _periodic_dilated_convolutions(1, stem_channels, (1,), batch_norm)
+        layers += [nn.Conv3d(stem_channels, channels, stride, stride=stride)]
+        layers += [nn.BatchNorm3d(channels)] if batch_norm else []
+        layers += [nn.ReLU(), *_periodic_dilated_convolutions(channels, channels, dilations, batch_norm)]
         layers += [nn.Conv3d(channels, channels, 1), nn.ReLU(), nn.Conv3d(channels, 1, 1)]
         self.layers = nn.Sequential(*layers)
         self.receptive_field = 1 + 2 * sum(dilations)  # in patches
@@ -235,6 +226,19 @@ class HomogenizationFieldCNN(nn.Module):
 
     def forward(self, x):
         return self.layers(x).mean((1, 2, 3, 4))[:, None] * self.output_scale
+
+
+def _periodic_dilated_convolutions(in_channels: int, channels: int, dilations: tuple[int, ...],
+                                   batch_norm: bool) -> list[nn.Module]:
+    """One 3×3×3 convolution with circular padding per entry of ``dilations`` (that dilation, ``channels``
+    filters), each followed by batch normalisation if asked and ReLU: 1 + 2·Σ dilations voxels a side in view."""
+    layers, width = [], in_channels
+    for d in dilations:
+        layers += [nn.Conv3d(width, channels, 3, padding=d, dilation=d, padding_mode="circular")]
+        layers += [nn.BatchNorm3d(channels)] if batch_norm else []
+        layers += [nn.ReLU()]
+        width = channels
+    return layers
 
 
 def _voxel_maps(planes: torch.Tensor, n1: int, voxels: torch.Tensor, size: int, left: int) -> torch.Tensor:
