@@ -12,8 +12,11 @@ is, its test metrics, the next commands.
 from __future__ import annotations
 
 import os
+import signal
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from cli.quiet import silence
@@ -219,34 +222,56 @@ def main(args: list[str] | None = None, extra_callbacks: list | None = None,
     join the trainer; ``after_fit`` runs between fitting and testing (e.g. the pruning check under DDP)."""
     cli = build(args)
     cli.trainer.callbacks.extend(extra_callbacks or [])
-    try:
-        _tag(cli)
-        resolve_source(cli.model, configured_tracking_uri(cli.config))  # best:<dataset>, MLflow models: a file
-        cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=cli.config.ckpt_path)
-        if after_fit is not None:
-            after_fit()
-        if cli.trainer.interrupted:
+    with sigterm_interrupts(cli.trainer):  # a SIGTERM before Lightning's own handling marks the run too
+        try:
+            _tag(cli)
+            resolve_source(cli.model, configured_tracking_uri(cli.config))  # best:<dataset>, MLflow models: a file
+            cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=cli.config.ckpt_path)
+            if after_fit is not None:
+                after_fit()
+            if cli.trainer.interrupted:
+                _killed(cli)
+                return cli
+            metrics = {}
+            if cli.config.test_after_fit:
+                best = None if cli.trainer.fast_dev_run else "best"
+                metrics = cli.trainer.test(cli.model, datamodule=cli.datamodule, ckpt_path=best, verbose=False)[0]
+            if cli.trainer.is_global_zero:
+                print("\n" + run_summary(cli.trainer, cli.datamodule, metrics, cli.task), flush=True)
+        except KeyboardInterrupt:
             _killed(cli)
-            return cli
-        metrics = {}
-        if cli.config.test_after_fit:
-            best = None if cli.trainer.fast_dev_run else "best"
-            metrics = cli.trainer.test(cli.model, datamodule=cli.datamodule, ckpt_path=best, verbose=False)[0]
-        if cli.trainer.is_global_zero:
-            print("\n" + run_summary(cli.trainer, cli.datamodule, metrics, cli.task), flush=True)
-    except KeyboardInterrupt:
-        _killed(cli)
-        raise
-    except SystemExit:  # Lightning ends an interrupted fit with exit(1) once it has shut down
-        if not cli.trainer.interrupted:
+            raise
+        except SystemExit:  # Lightning ends an interrupted fit with exit(1) once it has shut down
+            if not cli.trainer.interrupted:
+                _mark(cli, "FAILED")
+                raise
+            _killed(cli)
+            raise SystemExit(130) from None
+        except BaseException:
             _mark(cli, "FAILED")
             raise
-        _killed(cli)
-        raise SystemExit(130) from None
-    except BaseException:
-        _mark(cli, "FAILED")
-        raise
     return cli
+
+
+@contextmanager
+def sigterm_interrupts(trainer: Trainer) -> Iterator[None]:
+    """A SIGTERM raises KeyboardInterrupt (the run is then marked KILLED, as after Ctrl-C) wherever Lightning does
+    not handle it: while the data are prepared or labelled (before fit installs its handler) and between fit and
+    test. Inside fit and test Lightning's handler notes the signal first and calls this one, which then leaves
+    the stop to Lightning (at the end of the batch)."""
+    if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
+        yield
+        return
+
+    def interrupt(signum, frame):
+        if not trainer.received_sigterm:
+            raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _tag(cli: TaskCLI) -> None:

@@ -262,6 +262,59 @@ def test_ctrl_c_marks_the_run_killed_exits_130_and_says_how_to_resume(workdir, c
 
 
 @pytest.mark.slow
+def test_sigterm_while_labelling_marks_the_run_killed_and_stops_the_solver(workdir):
+    """A SIGTERM while the datamodule still labels its elements (before Lightning handles signals), with the
+    solver in its worker process: the command ends at once with status 130, the MLflow run is KILLED, and the
+    worker stops too, leaving a readable file that the next run resumes."""
+    import os
+    import re
+    import subprocess
+    import sys
+
+    from datamodules.simulate.mve import open_checked
+
+    n = 5_000  # 33³ elements in float32: minutes of solving in the worker, far longer than this test waits
+    args = task_args("homogenization", f"--data.init_args.n_elements={n}", "--data.init_args.size=33",
+                     "--data.init_args.solver_precision=float32")
+    log = workdir / "stderr.txt"
+    with log.open("w") as stderr:
+        proc = subprocess.Popen([sys.executable, "-m", "cli.train", *args], cwd=workdir, stdout=subprocess.DEVNULL,
+                                stderr=stderr, env={**os.environ, "MATDL_DATA_DIR": str(workdir / "data")})
+        deadline = time.time() + 180
+        while not re.search(rf"\b[1-9]\d*/{n}\b", log.read_text()) and time.time() < deadline and proc.poll() is None:
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 130, log.read_text()[-2000:]
+    assert "interrupted: the MLflow run is marked KILLED" in log.read_text()
+    runs = search_runs(workdir, "mve_homogenization")
+    assert len(runs) == 1 and runs.iloc[0].status == "KILLED"
+    (path,) = (workdir / "data" / "mve").glob("homogenization-33c50-*.h5")
+    time.sleep(3)  # the worker leaves within a second of its caller, after any commit in progress
+    with open_checked(path, _spec(path), complete=False) as f:
+        done = int(f.attrs["n_done"])
+    time.sleep(2)
+    with open_checked(path, _spec(path), complete=False) as f:
+        assert int(f.attrs["n_done"]) == done < n  # nobody writes any more
+
+
+def _spec(path: Path):
+    import json
+
+    import h5py
+
+    from datamodules.simulate.mve import MVEDatasetSpec
+
+    with h5py.File(path, "r") as f:
+        content = json.loads(f.attrs["spec"])
+    content.pop("simulator_version")
+    for name in ("volume_fraction", "correlation_length"):
+        content[name] = tuple(content[name])
+    if "morphologies" in content:
+        content["morphologies"] = tuple(content["morphologies"])
+    return MVEDatasetSpec(**content)
+
+
+@pytest.mark.slow
 def test_crash_marks_the_run_failed(workdir):
     with pytest.raises(RuntimeError, match="injected crash"):
         main(task_args("elemnet", "--trainer.callbacks+=crash_callback.CrashAfterFirstEpoch"))

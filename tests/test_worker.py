@@ -42,3 +42,30 @@ def test_a_worker_exits_soon_after_its_caller_is_killed(tmp_path):
     while _running(worker) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not _running(worker), "the worker outlived its caller"
+
+
+def test_a_caller_interrupted_while_waiting_stops_its_worker_and_exits_at_once(tmp_path):
+    """A caller whose wait ends in an exception (a SIGTERM turned into KeyboardInterrupt, as ``make train`` does
+    while it labels) stops its worker and exits within seconds, not after the worker's minute of work."""
+    pid_file = tmp_path / "worker.pid"
+    code = "\n".join([
+        "import signal, sys",
+        f"sys.path.insert(0, {str(TESTS)!r})",
+        "from test_worker import report_and_wait",
+        "from datamodules.simulate.worker import in_passive_worker",
+        "def interrupt(signum, frame): raise KeyboardInterrupt",
+        "signal.signal(signal.SIGTERM, interrupt)",
+        "try:",
+        f"    in_passive_worker(report_and_wait, {str(pid_file)!r})",
+        "except KeyboardInterrupt:",
+        "    sys.exit(130)",
+    ])
+    caller = subprocess.Popen([sys.executable, "-c", code], cwd=TESTS.parent)
+    deadline = time.monotonic() + 60
+    while not pid_file.exists() or not pid_file.read_text():
+        assert caller.poll() is None and time.monotonic() < deadline, "the worker never started"
+        time.sleep(0.1)
+    worker = int(pid_file.read_text())
+    caller.terminate()
+    assert caller.wait(timeout=15) == 130  # without the stop the caller waits at exit for its worker's minute
+    assert not _running(worker), "the worker outlived its caller"

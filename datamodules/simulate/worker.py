@@ -7,8 +7,10 @@ runtime starts, so it cannot be changed inside a process that already runs torch
 training process itself (a small-operation net like Roost pays a wake-up per operation). The worker is a fresh
 (spawned) interpreter started with the variable set; the caller's process keeps its own setting.
 
-The worker exits when its caller is gone (killed, or stopped by Ctrl-C), after any write in progress under
-:data:`commit_lock`: an orphan would go on solving into the file that the caller's next run resumes.
+The worker exits when its caller is gone (killed, or stopped by Ctrl-C) or when the caller's wait for it ends in
+an exception (a SIGTERM turned into KeyboardInterrupt), after any write in progress under :data:`commit_lock`:
+an orphan would go on solving into the file that the caller's next run resumes, and a caller would wait for its
+worker at exit.
 """
 
 from __future__ import annotations
@@ -28,11 +30,12 @@ T = TypeVar("T")
 commit_lock = threading.Lock()
 
 
-def _exit_with_caller(caller: int) -> None:
-    """In the worker: a thread that ends the process soon after ``caller`` is gone, never inside a commit."""
+def _exit_with_caller(caller: int, stop) -> None:
+    """In the worker: a thread that ends the process soon after ``caller`` is gone or ``stop`` is set, never
+    inside a commit."""
     def watch():
-        while os.getppid() == caller:
-            time.sleep(0.5)
+        while os.getppid() == caller and not stop.wait(0.5):
+            pass
         with commit_lock:
             os._exit(1)
 
@@ -44,9 +47,10 @@ def in_passive_worker(fn: Callable[..., T], *args, **kwargs) -> T:
     ``fn`` and its arguments must be picklable (a module-level function)."""
     saved = os.environ.get("OMP_WAIT_POLICY")
     os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+    context = multiprocessing.get_context("spawn")
+    stop = context.Event()
     try:  # the child is started inside submit and copies the environment then
-        pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"), initializer=_exit_with_caller,
-                                   initargs=(os.getpid(),))
+        pool = ProcessPoolExecutor(1, mp_context=context, initializer=_exit_with_caller, initargs=(os.getpid(), stop))
         future = pool.submit(fn, *args, **kwargs)
     finally:
         if saved is None:
@@ -55,8 +59,9 @@ def in_passive_worker(fn: Callable[..., T], *args, **kwargs) -> T:
             os.environ["OMP_WAIT_POLICY"] = saved
     try:
         result = future.result()
-    except BaseException:  # its exception, or Ctrl-C or SIGTERM here: leave now; a busy worker follows
-        pool.shutdown(wait=False, cancel_futures=True)
+    except BaseException:  # its exception, or Ctrl-C or SIGTERM here: a busy worker stops after its commit
+        stop.set()
+        pool.shutdown(wait=True, cancel_futures=True)
         raise
     pool.shutdown()
     return result
