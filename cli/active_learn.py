@@ -1,11 +1,13 @@
-"""``make active-learn TASK=… [ROUNDS=5] [BATCH=1000] [INITIAL=1000] [ACQ=std|cluster|random]``: active learning.
+"""``make active-learn TASK=… [ROUNDS=5] [BATCH=1000] [INITIAL=1000] [ACQ=std|cluster|typical|random]``: active learning.
 
 The pool is the task's training split with its labels hidden. Round 0 trains on ``INITIAL`` rows drawn at random
 (seeded); after each round the model scores the rows not yet labelled and the next round adds ``BATCH`` of them:
 the ones it is least sure of (``std``: the largest predictive standard deviation; the model needs
 ``--model.init_args.uncertainty=ensemble`` or ``mc_dropout``), the least sure one of each of ``BATCH`` k-means
 clusters of the unlabelled compositions (``cluster``: uncertain, but spread over the pool's chemistry as densely as
-the pool is, where ``std`` alone piles up on the pool's outliers) or random ones (``random``: the baseline), and
+the pool is, where ``std`` alone piles up on the pool's outliers), the most typical composition of each of the
+largest clusters that hold no labels yet (``typical``: the pool's chemistry covered, no σ needed; see
+:func:`most_typical_of_uncovered_clusters`) or random ones (``random``: the baseline), and
 trains again, warm-started from the previous round's best checkpoint. Validation and test are
 the task's own splits, so the rounds' test MAEs form a learning curve against labels.
 
@@ -33,7 +35,8 @@ from cli.runs import OUTPUTS
 from cli.train import build
 
 
-ACQUISITIONS = ("std", "cluster", "random")
+ACQUISITIONS = ("std", "cluster", "typical", "random")
+NEEDS_STD = ("std", "cluster")
 
 
 def most_uncertain_per_cluster(features: np.ndarray, std: np.ndarray, n: int, seed) -> np.ndarray:
@@ -54,6 +57,45 @@ def most_uncertain_per_cluster(features: np.ndarray, std: np.ndarray, n: int, se
     return np.sort(first)
 
 
+def most_typical_of_uncovered_clusters(features: np.ndarray, labelled: np.ndarray, n: int, seed,
+                                       neighbours: int = 20) -> np.ndarray:
+    """Positions of ``n`` rows not in ``labelled``, chosen for how well they stand for the pool (TypiClust, Hacohen
+    et al. 2022): k-means of ``features`` (seeded) into as many clusters as rows labelled after this round; then,
+    ``n`` times, the largest of the clusters with the fewest labelled rows gives its most typical free row (the
+    smallest mean distance to its ``neighbours`` nearest rows of the cluster)."""
+    from sklearn.cluster import MiniBatchKMeans
+    from sklearn.neighbors import NearestNeighbors
+
+    free = np.ones(len(features), bool)
+    free[labelled] = False
+    if n >= free.sum():
+        return np.flatnonzero(free)
+    k = len(labelled) + n
+    clusters = MiniBatchKMeans(n_clusters=k, n_init=1, batch_size=4096,
+                               random_state=int(np.random.default_rng(seed).integers(2**31))).fit_predict(features)
+    by_cluster = np.argsort(clusters, kind="stable")
+    bounds = np.searchsorted(clusters[by_cluster], np.arange(k + 1))
+    sizes, covered = np.diff(bounds), np.bincount(clusters[labelled], minlength=k)
+    left = np.bincount(clusters[free], minlength=k)  # free rows per cluster
+    closeness: dict[int, np.ndarray] = {}  # per cluster: each member's mean distance to its nearest members
+    picked = []
+    for _ in range(n):
+        open_ = np.flatnonzero(left > 0)
+        c = open_[np.lexsort((-sizes[open_], covered[open_]))[0]]  # fewest labels, then largest
+        members = by_cluster[bounds[c]:bounds[c + 1]]
+        if c not in closeness:
+            m = min(neighbours, len(members) - 1)
+            if m == 0:
+                closeness[c] = np.zeros(1)
+            else:
+                distance, _ = NearestNeighbors(n_neighbors=m + 1).fit(features[members]).kneighbors(features[members])
+                closeness[c] = distance[:, 1:].mean(1)
+        row = members[np.argmin(np.where(free[members], closeness[c], np.inf))]
+        picked.append(row)
+        free[row], covered[c], left[c] = False, covered[c] + 1, left[c] - 1
+    return np.sort(np.array(picked))
+
+
 class ActiveLearning:
     def __init__(self, task: str, rounds: int, batch: int, initial: int, acquisition: str, seed: int, args: list[str]):
         if rounds < 1 or batch < 1 or initial < 2:
@@ -63,7 +105,7 @@ class ActiveLearning:
             task, rounds, batch, initial, acquisition, seed)
         self.args = [*args, f"--seed_everything={seed}"]  # the task's configs (make passes them) and options
         probe = build(self.args)  # validates the options and finds the pool before any round runs
-        if acquisition != "random" and probe.model.hparams.get("uncertainty", "none") == "none":
+        if acquisition in NEEDS_STD and probe.model.hparams.get("uncertainty", "none") == "none":
             raise SystemExit(f"ACQ={acquisition} needs a predictive standard deviation: add "
                              "ARGS='--model.init_args.uncertainty=ensemble' (or mc_dropout for nets with dropout)")
         probe.datamodule.setup("fit")
@@ -120,6 +162,8 @@ class ActiveLearning:
         unlabelled = np.setdiff1d(np.arange(len(self.pool)), labelled)
         if self.acquisition == "random":
             return np.random.default_rng([self.seed, k]).choice(unlabelled, self.batch, replace=False)
+        if self.acquisition == "typical":
+            return most_typical_of_uncovered_clusters(self.pool, labelled, self.batch, [self.seed, k])
         from datamodules.composition import featurize
         from lightning_modules.composition_model import load_composition_model
 

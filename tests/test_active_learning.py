@@ -74,3 +74,24 @@ def test_cluster_acquisition_takes_the_most_uncertain_row_of_each_cluster():
     assert np.array_equal(picked, [np.argmax(std[:50]), 50 + np.argmax(std[50:100]), 100 + np.argmax(std[100:])])
     assert set(np.argsort(-std)[:3]) <= set(range(100, 150))
     assert np.array_equal(most_uncertain_per_cluster(features[:2], std[:2], 5, seed=0), [0, 1])
+
+
+def test_typical_acquisition_takes_the_densest_row_of_each_cluster_without_labels():
+    from cli.active_learn import most_typical_of_uncovered_clusters
+
+    rng = np.random.default_rng(0)
+    centres = np.array([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]])
+    sizes = [80, 50, 30]
+    features = np.concatenate([c + rng.normal(0, 0.5, (n, 2)) for c, n in zip(centres, sizes)])
+    blob = np.repeat([0, 1, 2], sizes)
+    labelled = np.array([3, 7])  # two rows of the first (largest) blob: it is covered
+    picked = most_typical_of_uncovered_clusters(features, labelled, 2, seed=[0, 1], neighbours=10)
+    assert sorted(blob[picked]) == [1, 2] and not set(picked) & set(labelled)
+    for b, row in zip(blob[picked], picked):  # each the row nearest its 10 nearest neighbours in its blob
+        members = np.flatnonzero(blob == b)
+        d = np.sort(np.linalg.norm(features[members, None] - features[None, members], axis=-1), axis=1)[:, 1:11]
+        assert row == members[np.argmin(d.mean(1))]
+    # with no labels yet, one row of each blob
+    assert sorted(blob[most_typical_of_uncovered_clusters(features, labelled[:0], 3, seed=0)]) == [0, 1, 2]
+    free = np.setdiff1d(np.arange(160), labelled)
+    assert np.array_equal(most_typical_of_uncovered_clusters(features, labelled, 200, seed=0), free)
