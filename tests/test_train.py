@@ -265,13 +265,14 @@ def test_ctrl_c_marks_the_run_killed_exits_130_and_says_how_to_resume(workdir, c
 def test_sigterm_while_labelling_marks_the_run_killed_and_stops_the_solver(workdir):
     """A SIGTERM while the datamodule still labels its elements (before Lightning handles signals), with the
     solver in its worker process: the command ends at once with status 130, the MLflow run is KILLED, and the
-    worker stops too, leaving a readable file that the next run resumes."""
+    worker stops before it, leaving a readable file for the next run to resume (tests/test_mve.py)."""
     import os
     import re
     import subprocess
     import sys
 
-    from datamodules.simulate.mve import open_checked
+    import h5py
+    import numpy as np
 
     n = 5_000  # 33³ elements in float32: minutes of solving in the worker, far longer than this test waits
     args = task_args("homogenization", f"--data.init_args.n_elements={n}", "--data.init_args.size=33",
@@ -289,29 +290,12 @@ def test_sigterm_while_labelling_marks_the_run_killed_and_stops_the_solver(workd
     runs = search_runs(workdir, "mve_homogenization")
     assert len(runs) == 1 and runs.iloc[0].status == "KILLED"
     (path,) = (workdir / "data" / "mve").glob("homogenization-33c50-*.h5")
-    time.sleep(3)  # the worker leaves within a second of its caller, after any commit in progress
-    with open_checked(path, _spec(path), complete=False) as f:
+    with h5py.File(path, "r") as f:  # the worker left before its caller: nobody writes any more
         done = int(f.attrs["n_done"])
+        assert 0 < done < n and np.isfinite(f["c11"][:done]).all()  # checksummed chunks: a torn write fails here
     time.sleep(2)
-    with open_checked(path, _spec(path), complete=False) as f:
-        assert int(f.attrs["n_done"]) == done < n  # nobody writes any more
-
-
-def _spec(path: Path):
-    import json
-
-    import h5py
-
-    from datamodules.simulate.mve import MVEDatasetSpec
-
     with h5py.File(path, "r") as f:
-        content = json.loads(f.attrs["spec"])
-    content.pop("simulator_version")
-    for name in ("volume_fraction", "correlation_length"):
-        content[name] = tuple(content[name])
-    if "morphologies" in content:
-        content["morphologies"] = tuple(content["morphologies"])
-    return MVEDatasetSpec(**content)
+        assert int(f.attrs["n_done"]) == done
 
 
 @pytest.mark.slow
