@@ -1,4 +1,4 @@
-"""``make active-learn TASK=… [ROUNDS=5] [BATCH=1000] [INITIAL=1000] [ACQ=std|cluster|typical|random]``: active learning.
+"""``make active-learn TASK=… [ROUNDS=5] [BATCH=1000] [INITIAL=1000] [ACQ=std|cluster|typical|lcmd|random]``: active learning.
 
 The pool is the task's training split with its labels hidden. Round 0 trains on ``INITIAL`` rows drawn at random
 (seeded); after each round the model scores the rows not yet labelled and the next round adds ``BATCH`` of them:
@@ -7,7 +7,10 @@ the ones it is least sure of (``std``: the largest predictive standard deviation
 clusters of the unlabelled compositions (``cluster``: uncertain, but spread over the pool's chemistry as densely as
 the pool is, where ``std`` alone piles up on the pool's outliers), the most typical composition of each of the
 largest clusters that hold no labels yet (``typical``: the pool's chemistry covered, no σ needed; see
-:func:`most_typical_of_uncovered_clusters`) or random ones (``random``: the baseline), and
+:mod:`lightning_modules.acquisition`), again and again the farthest row of the cluster of the pool, around the
+labelled rows and those taken, with the largest sum of squared distances in the net's last hidden layer
+(``lcmd``: spread where the labels stand for the pool worst, in the model's own representation), or random ones
+(``random``: the baseline), and
 trains again, warm-started from the previous round's best checkpoint. Validation and test are
 the task's own splits, so the rounds' test MAEs form a learning curve against labels.
 
@@ -33,67 +36,12 @@ import torch
 from callbacks.mlflow_run import experiment_id
 from cli.runs import OUTPUTS
 from cli.train import build
+from lightning_modules.acquisition import (largest_cluster_maximum_distance, last_hidden, most_typical_of_uncovered_clusters,
+                                           most_uncertain_per_cluster)
 
 
-ACQUISITIONS = ("std", "cluster", "typical", "random")
+ACQUISITIONS = ("std", "cluster", "typical", "lcmd", "random")
 NEEDS_STD = ("std", "cluster")
-
-
-def most_uncertain_per_cluster(features: np.ndarray, std: np.ndarray, n: int, seed) -> np.ndarray:
-    """Positions of ``n`` rows: the largest ``std`` of each of ``n`` k-means clusters of ``features`` (seeded), and
-    where a cluster came out empty, the most uncertain rows not yet taken."""
-    from sklearn.cluster import MiniBatchKMeans
-
-    if n >= len(features):
-        return np.arange(len(features))
-    clusters = MiniBatchKMeans(n_clusters=n, n_init=1, batch_size=4096,
-                               random_state=int(np.random.default_rng(seed).integers(2**31))).fit_predict(features)
-    order = np.lexsort((-std, clusters))  # by cluster, the most uncertain first within each
-    first = order[np.r_[True, clusters[order][1:] != clusters[order][:-1]]]
-    if len(first) < n:
-        taken, by_std = np.zeros(len(std), bool), np.argsort(-std, kind="stable")
-        taken[first] = True
-        first = np.concatenate([first, by_std[~taken[by_std]][:n - len(first)]])
-    return np.sort(first)
-
-
-def most_typical_of_uncovered_clusters(features: np.ndarray, labelled: np.ndarray, n: int, seed,
-                                       neighbours: int = 20) -> np.ndarray:
-    """Positions of ``n`` rows not in ``labelled``, chosen for how well they stand for the pool (TypiClust, Hacohen
-    et al. 2022): k-means of ``features`` (seeded) into as many clusters as rows labelled after this round; then,
-    ``n`` times, the largest of the clusters with the fewest labelled rows gives its most typical free row (the
-    smallest mean distance to its ``neighbours`` nearest rows of the cluster)."""
-    from sklearn.cluster import MiniBatchKMeans
-    from sklearn.neighbors import NearestNeighbors
-
-    free = np.ones(len(features), bool)
-    free[labelled] = False
-    if n >= free.sum():
-        return np.flatnonzero(free)
-    k = len(labelled) + n
-    clusters = MiniBatchKMeans(n_clusters=k, n_init=1, batch_size=4096,
-                               random_state=int(np.random.default_rng(seed).integers(2**31))).fit_predict(features)
-    by_cluster = np.argsort(clusters, kind="stable")
-    bounds = np.searchsorted(clusters[by_cluster], np.arange(k + 1))
-    sizes, covered = np.diff(bounds), np.bincount(clusters[labelled], minlength=k)
-    left = np.bincount(clusters[free], minlength=k)  # free rows per cluster
-    closeness: dict[int, np.ndarray] = {}  # per cluster: each member's mean distance to its nearest members
-    picked = []
-    for _ in range(n):
-        open_ = np.flatnonzero(left > 0)
-        c = open_[np.lexsort((-sizes[open_], covered[open_]))[0]]  # fewest labels, then largest
-        members = by_cluster[bounds[c]:bounds[c + 1]]
-        if c not in closeness:
-            m = min(neighbours, len(members) - 1)
-            if m == 0:
-                closeness[c] = np.zeros(1)
-            else:
-                distance, _ = NearestNeighbors(n_neighbors=m + 1).fit(features[members]).kneighbors(features[members])
-                closeness[c] = distance[:, 1:].mean(1)
-        row = members[np.argmin(np.where(free[members], closeness[c], np.inf))]
-        picked.append(row)
-        free[row], covered[c], left[c] = False, covered[c] + 1, left[c] - 1
-    return np.sort(np.array(picked))
 
 
 class ActiveLearning:
@@ -171,6 +119,10 @@ class ActiveLearning:
         if self.pool_features is None:
             self.pool_features = torch.from_numpy(featurize(self.pool, data.hparams.features).astype(np.float32))
         x = data.transform(self.pool_features[torch.from_numpy(unlabelled)])
+        if self.acquisition == "lcmd":
+            train = data.transform(self.pool_features[torch.from_numpy(labelled)])
+            return unlabelled[largest_cluster_maximum_distance(last_hidden(module, x), last_hidden(module, train),
+                                                               self.batch)]
         with torch.no_grad():
             std = torch.cat([module.predict_with_std(chunk)[1] for chunk in x.split(8192)]).flatten().numpy()
         if self.acquisition == "cluster":

@@ -63,7 +63,7 @@ def test_the_reproduce_table_compares_both_acquisitions_over_seeds(workdir):
 
 
 def test_cluster_acquisition_takes_the_most_uncertain_row_of_each_cluster():
-    from cli.active_learn import most_uncertain_per_cluster
+    from lightning_modules.acquisition import most_uncertain_per_cluster
 
     rng = np.random.default_rng(0)
     centres = np.array([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]])
@@ -77,7 +77,7 @@ def test_cluster_acquisition_takes_the_most_uncertain_row_of_each_cluster():
 
 
 def test_typical_acquisition_takes_the_densest_row_of_each_cluster_without_labels():
-    from cli.active_learn import most_typical_of_uncovered_clusters
+    from lightning_modules.acquisition import most_typical_of_uncovered_clusters
 
     rng = np.random.default_rng(0)
     centres = np.array([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]])
@@ -95,3 +95,41 @@ def test_typical_acquisition_takes_the_densest_row_of_each_cluster_without_label
     assert sorted(blob[most_typical_of_uncovered_clusters(features, labelled[:0], 3, seed=0)]) == [0, 1, 2]
     free = np.setdiff1d(np.arange(160), labelled)
     assert np.array_equal(most_typical_of_uncovered_clusters(features, labelled, 200, seed=0), free)
+
+
+def test_lcmd_takes_the_farthest_row_of_the_cluster_worst_covered():
+    import torch
+
+    from lightning_modules.acquisition import largest_cluster_maximum_distance
+
+    # labelled centres at 0 and 10; the pool rows belong to the nearer one
+    pool = torch.tensor([[0.5], [1.0], [4.0], [4.5], [9.5], [10.5], [11.0]])
+    labelled = torch.tensor([[0.0], [10.0]])
+    # squared distances: centre 0's cluster 0.25 + 1 + 16 + 20.25, centre 10's 0.25 + 0.25 + 1: 4.5 goes first;
+    # then 4.0 belongs to 4.5 (0.25), centre 0 keeps 0.25 + 1, centre 10 (1.5) is the largest: its 11.0 next
+    assert list(largest_cluster_maximum_distance(pool, labelled, 1)) == [3]
+    assert list(largest_cluster_maximum_distance(pool, labelled, 2)) == [3, 6]
+    picked = largest_cluster_maximum_distance(pool, labelled, 7)
+    assert list(picked) == list(range(7))  # all of them, none twice
+    duplicates = torch.zeros(4, 1)  # every row on the one centre: still n distinct rows
+    assert list(largest_cluster_maximum_distance(duplicates, torch.zeros(1, 1), 3)) == [0, 1, 2]
+
+
+def test_last_hidden_gives_the_input_of_the_last_linear_layer_of_each_ensemble_member():
+    import torch
+    from torch import nn
+
+    from lightning_modules.acquisition import last_hidden
+    from lightning_modules.uncertainty import ensemble_members
+
+    class Model(nn.Module):
+        def __init__(self, members):
+            super().__init__()
+            self.net, self.members = members[0], members
+
+    net = nn.Sequential(nn.Linear(3, 5), nn.ReLU(), nn.Linear(5, 4), nn.ReLU(), nn.Linear(4, 1))
+    model = Model(ensemble_members(net, 2, seed=0)).train()
+    x = torch.randn(10, 3)
+    features = last_hidden(model, x, chunk=4)
+    expected = torch.cat([m[:4](x) for m in model.members], 1)
+    assert features.shape == (10, 8) and torch.allclose(features, expected) and model.training
