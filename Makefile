@@ -39,7 +39,7 @@ help:
 	@echo "make reproduce TABLE=crabnet [PROFILE=paper|cpu] [OPTS='--tasks elemnet irnet roost']   composition nets on the CrabNet split"
 	@echo "make reproduce TABLE=precision [TASK=irnet] [OPTS='--seeds 0 1 2']   float32 vs bf16-mixed: test MAE, minutes, validation curves"
 	@echo "make analyze TASK=elemnet CKPT=a.ckpt[,transfer=b.ckpt] [ARGS='--layers 1,4,16 --samples 4000']   what the layers learned"
-	@echo "make active-learn TASK=elemnet [ROUNDS=5] [BATCH=1000] [INITIAL=1000] [ACQ=std|cluster|typical|lcmd|random] ARGS=--model.init_args.uncertainty=ensemble   acquire the most uncertain rows"
+	@echo "make active-learn TASK=elemnet [ROUNDS=5] [BATCH=1000] [INITIAL=1000] [ACQ=std|cluster|typical|lcmd|random] ARGS=--model.init_args.uncertainty=ensemble   active learning: rounds of acquired rows"
 	@echo "make reconstruct INPUT=image.npy|.png [METHOD=descriptor|gram] [ARGS=--steps 300]   statistically equivalent microstructures"
 	@echo "make design [CKPT=<microstructure_gan checkpoint>] [TRIALS=60] [SEEDS=3] [ARGS='--sampler tpe']   Bayesian optimisation in a GAN's latent space"
 	@echo "make reproduce TABLE=sweep [FOLDS=10] [OPTS='--fractions 0.1 0.5 1']   Fig. 5.3: scratch vs transfer by training size"

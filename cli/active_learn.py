@@ -1,4 +1,5 @@
-"""``make active-learn TASK=… [ROUNDS=5] [BATCH=1000] [INITIAL=1000] [ACQ=std|cluster|typical|lcmd|random]``: active learning.
+"""``make active-learn TASK=… [ROUNDS=5] [BATCH=1000] [INITIAL=1000] [ACQ=std|cluster|typical|lcmd|random]``:
+active learning.
 
 The pool is the task's training split with its labels hidden. Round 0 trains on ``INITIAL`` rows drawn at random
 (seeded); after each round the model scores the rows not yet labelled and the next round adds ``BATCH`` of them:
@@ -36,8 +37,8 @@ import torch
 from callbacks.mlflow_run import experiment_id
 from cli.runs import OUTPUTS
 from cli.train import build
-from lightning_modules.acquisition import (largest_cluster_maximum_distance, last_hidden, most_typical_of_uncovered_clusters,
-                                           most_uncertain_per_cluster)
+from lightning_modules.acquisition import (largest_cluster_maximum_distance, last_hidden,
+                                           most_typical_of_uncovered_clusters, most_uncertain_per_cluster)
 
 
 ACQUISITIONS = ("std", "cluster", "typical", "lcmd", "random")

@@ -25,16 +25,21 @@ def _running(pid: int) -> bool:
     return state != "Z"  # an exited orphan may wait as a zombie for a reaper that never comes
 
 
-def test_a_worker_exits_soon_after_its_caller_is_killed(tmp_path):
-    pid_file = tmp_path / "worker.pid"
-    code = (f"import sys; sys.path.insert(0, {str(TESTS)!r}); from test_worker import report_and_wait; "
-            f"from datamodules.simulate.worker import in_passive_worker; in_passive_worker(report_and_wait, {str(pid_file)!r})")
+def _start(code: str, pid_file: Path) -> tuple[subprocess.Popen, int]:
+    """The caller running ``code``, and its worker's pid once the worker has written it."""
     caller = subprocess.Popen([sys.executable, "-c", code], cwd=TESTS.parent)
     deadline = time.monotonic() + 60
     while not pid_file.exists() or not pid_file.read_text():
         assert caller.poll() is None and time.monotonic() < deadline, "the worker never started"
         time.sleep(0.1)
-    worker = int(pid_file.read_text())
+    return caller, int(pid_file.read_text())
+
+
+def test_a_worker_exits_soon_after_its_caller_is_killed(tmp_path):
+    pid_file = tmp_path / "worker.pid"
+    code = (f"import sys; sys.path.insert(0, {str(TESTS)!r}); from test_worker import report_and_wait; "
+            f"from datamodules.simulate.worker import in_passive_worker; in_passive_worker(report_and_wait, {str(pid_file)!r})")
+    caller, worker = _start(code, pid_file)
     assert _running(worker)
     caller.kill()  # SIGKILL: no handler of the caller's runs
     caller.wait()
@@ -60,12 +65,7 @@ def test_a_caller_interrupted_while_waiting_stops_its_worker_and_exits_at_once(t
         "except KeyboardInterrupt:",
         "    sys.exit(130)",
     ])
-    caller = subprocess.Popen([sys.executable, "-c", code], cwd=TESTS.parent)
-    deadline = time.monotonic() + 60
-    while not pid_file.exists() or not pid_file.read_text():
-        assert caller.poll() is None and time.monotonic() < deadline, "the worker never started"
-        time.sleep(0.1)
-    worker = int(pid_file.read_text())
+    caller, worker = _start(code, pid_file)
     caller.terminate()
     assert caller.wait(timeout=15) == 130  # without the stop the caller waits at exit for its worker's minute
     assert not _running(worker), "the worker outlived its caller"

@@ -24,9 +24,8 @@ Tables:
   ElemNet and Roost (:mod:`cli.reproduce.transfer`).
 - ``precision``: the task trained in float32 and in bf16-mixed, same seeds and budget: test MAE, training
   minutes, and the validation curves against minutes (:mod:`cli.reproduce.precision`).
-- ``active-learning``: acquired rows (``--acquisitions``: ``std``, ``cluster``, ``typical``, ``lcmd``) against random ones,
-  same pool, rounds and seeds
-  (:mod:`cli.reproduce.active_learning`).
+- ``active-learning``: acquired rows (``--acquisitions``: ``std``, ``cluster``, ``typical``, ``lcmd``) against
+  random ones, same pool, rounds and seeds (:mod:`cli.reproduce.active_learning`).
 - ``learning-curve``: a microstructure CNN (default ``localization``) on nested shares of its training
   elements (``--fractions``) beside its run's baselines, with a power law's estimate of the next doubling
   (:mod:`cli.reproduce.learning_curve`).

@@ -1,14 +1,15 @@
 """``make reproduce TABLE=active-learning [TASK=elemnet] [OPTS='--seeds 0 1 2 --rounds 5 --al-batch 1000
---initial 1000 --acquisitions std cluster typical lcmd random'] ARGS='--model.init_args.uncertainty=ensemble'``: does acquiring
-uncertain rows pay?
+--initial 1000 --acquisitions std cluster typical lcmd random'] ARGS='--model.init_args.uncertainty=ensemble'``:
+does acquiring rows pay?
 
 For every seed, ``make active-learn`` once per acquisition over the same pool (the task's training split, labels
 hidden), the same initial rows and the same per-round training: the rows of largest predictive σ (``std``), the
 most uncertain row of each of as many k-means clusters of the pool (``cluster``), the most typical row of each of the
 largest clusters without labels (``typical``), the farthest row of the worst-covered cluster in the net's last
-hidden layer, again and again (``lcmd``), and random rows (``random``, the baseline, always run). The table gives the test MAE after each round (mean ± std over seeds) for each, and how many
-labels each acquisition needed to reach the random arm's final MAE (interpolated between rounds);
-``active-learning-<task>.png`` draws the learning curves. Each arm is resumable on its own
+hidden layer, again and again (``lcmd``), and random rows (``random``, the baseline, always run). The table gives
+the test MAE after each round (mean ± std over seeds) for each, and how many labels each acquisition needed to
+reach the random arm's final MAE (interpolated between rounds); ``active-learning-<task>.png`` draws the learning
+curves. Each arm is resumable on its own
 (:mod:`cli.active_learn`) and keyed by its own options, so the table resumes, and a table with another acquisition
 reuses the finished arms of the others.
 """
