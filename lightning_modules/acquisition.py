@@ -13,15 +13,20 @@ import torch
 from torch import nn
 
 
+def _kmeans(features: np.ndarray, k: int, seed) -> np.ndarray:
+    """Each row's cluster among ``k`` (mini-batch k-means, seeded by ``seed``)."""
+    from sklearn.cluster import MiniBatchKMeans
+
+    return MiniBatchKMeans(n_clusters=k, n_init=1, batch_size=4096,
+                           random_state=int(np.random.default_rng(seed).integers(2**31))).fit_predict(features)
+
+
 def most_uncertain_per_cluster(features: np.ndarray, std: np.ndarray, n: int, seed) -> np.ndarray:
     """Positions of ``n`` rows: the largest ``std`` of each of ``n`` k-means clusters of ``features`` (seeded), and
     where a cluster came out empty, the most uncertain rows not yet taken."""
-    from sklearn.cluster import MiniBatchKMeans
-
     if n >= len(features):
         return np.arange(len(features))
-    clusters = MiniBatchKMeans(n_clusters=n, n_init=1, batch_size=4096,
-                               random_state=int(np.random.default_rng(seed).integers(2**31))).fit_predict(features)
+    clusters = _kmeans(features, n, seed)
     order = np.lexsort((-std, clusters))  # by cluster, the most uncertain first within each
     first = order[np.r_[True, clusters[order][1:] != clusters[order][:-1]]]
     if len(first) < n:
@@ -37,7 +42,6 @@ def most_typical_of_uncovered_clusters(features: np.ndarray, labelled: np.ndarra
     et al. 2022): k-means of ``features`` (seeded) into as many clusters as rows labelled after this round; then,
     ``n`` times, the largest of the clusters with the fewest labelled rows gives its most typical free row (the
     smallest mean distance to its ``neighbours`` nearest rows of the cluster)."""
-    from sklearn.cluster import MiniBatchKMeans
     from sklearn.neighbors import NearestNeighbors
 
     free = np.ones(len(features), bool)
@@ -45,8 +49,7 @@ def most_typical_of_uncovered_clusters(features: np.ndarray, labelled: np.ndarra
     if n >= free.sum():
         return np.flatnonzero(free)
     k = len(labelled) + n
-    clusters = MiniBatchKMeans(n_clusters=k, n_init=1, batch_size=4096,
-                               random_state=int(np.random.default_rng(seed).integers(2**31))).fit_predict(features)
+    clusters = _kmeans(features, k, seed)
     by_cluster = np.argsort(clusters, kind="stable")
     bounds = np.searchsorted(clusters[by_cluster], np.arange(k + 1))
     sizes, covered = np.diff(bounds), np.bincount(clusters[labelled], minlength=k)
