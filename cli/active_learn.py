@@ -91,6 +91,11 @@ class ActiveLearning:
                                        f"and tags.`al.round` = '{k}'")
         return runs[0] if runs else None
 
+    def training_seconds(self) -> float:
+        """The rounds' training seconds (``time/training_s``; a resumed round: its last piece), summed."""
+        runs = self.client.search_runs([self.experiment_id], f"tags.`mlflow.parentRunId` = '{self.parent_id}'")
+        return sum(r.data.metrics.get("time/training_s", 0.0) for r in runs)
+
     def labelled(self, k: int) -> np.ndarray:
         """Round k's labelled positions in the pool: written once, before the round trains."""
         path = self.root / f"round{k}" / "labelled.npy"
@@ -155,7 +160,8 @@ class ActiveLearning:
             args += ["--ckpt_path", "last"]
         from cli.train import main
 
-        main(args)
+        main(args, resume_with="the same make active-learn command (finished rounds are kept; this one continues "
+                               "from its last checkpoint)")
         mae = self.client.get_run(run.info.run_id).data.metrics["test/mae"]
         self.client.log_metric(self.parent_id, "al/test_mae", mae, step=len(labelled))
         return mae

@@ -96,7 +96,8 @@ class CrossValidation:
             from cli.train import main
 
             resume = ["--ckpt_path", "last"] if (root / "checkpoints" / "last.ckpt").exists() else []
-            main(args + resume)
+            main(args + resume, resume_with="the same make cv command (finished folds are kept; this one continues "
+                                            "from its last checkpoint)")
         return self.client.get_run(run.info.run_id).data.metrics
 
     def summarise(self, per_fold: list[dict[str, float]]) -> str:

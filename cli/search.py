@@ -170,7 +170,8 @@ class Search:
                 raise optuna.TrialPruned(f"{size:,} parameters > the budget of {self.max_params:,}")
         pruning = PyTorchLightningPruningCallback(trial, monitor=self.monitor)
         try:
-            main(args, extra_callbacks=[pruning], after_fit=pruning.check_pruned)
+            main(args, extra_callbacks=[pruning], after_fit=pruning.check_pruned,
+                 resume_with="the same make search command (the study keeps its finished trials and draws new ones)")
         except optuna.TrialPruned:
             self.client.set_tag(run.info.run_id, "optuna.state", "PRUNED")
             self.client.set_terminated(run.info.run_id, "KILLED")

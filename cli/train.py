@@ -217,9 +217,10 @@ def build(args: list[str] | None = None) -> TaskCLI:
 
 
 def main(args: list[str] | None = None, extra_callbacks: list | None = None,
-         after_fit: Callable[[], None] | None = None) -> TaskCLI:
+         after_fit: Callable[[], None] | None = None, resume_with: str | None = None) -> TaskCLI:
     """Fit, then test the best checkpoint and print where the run is; ``extra_callbacks`` (e.g. Optuna pruning)
-    join the trainer; ``after_fit`` runs between fitting and testing (e.g. the pruning check under DDP)."""
+    join the trainer; ``after_fit`` runs between fitting and testing (e.g. the pruning check under DDP);
+    ``resume_with``: how an interrupted run goes on, for commands that run this one (default: ``make train``)."""
     cli = build(args)
     cli.trainer.callbacks.extend(extra_callbacks or [])
     with sigterm_interrupts(cli.trainer):  # a SIGTERM before Lightning's own handling marks the run too
@@ -230,7 +231,7 @@ def main(args: list[str] | None = None, extra_callbacks: list | None = None,
             if after_fit is not None:
                 after_fit()
             if cli.trainer.interrupted:
-                _killed(cli)
+                _killed(cli, resume_with)
                 return cli
             metrics = {}
             if cli.config.test_after_fit:
@@ -239,13 +240,13 @@ def main(args: list[str] | None = None, extra_callbacks: list | None = None,
             if cli.trainer.is_global_zero:
                 print("\n" + run_summary(cli.trainer, cli.datamodule, metrics, cli.task), flush=True)
         except KeyboardInterrupt:
-            _killed(cli)
+            _killed(cli, resume_with)
             raise
         except SystemExit:  # Lightning ends an interrupted fit with exit(1) once it has shut down
             if not cli.trainer.interrupted:
                 _mark(cli, "FAILED")
                 raise
-            _killed(cli)
+            _killed(cli, resume_with)
             raise SystemExit(130) from None
         except BaseException:
             _mark(cli, "FAILED")
@@ -283,15 +284,17 @@ def _tag(cli: TaskCLI) -> None:
                 logger.experiment.set_tag(logger.run_id, key, value)
 
 
-def _killed(cli: TaskCLI) -> None:
-    """Mark the run KILLED and say how to go on."""
+def _killed(cli: TaskCLI, resume_with: str | None = None) -> None:
+    """Mark the run KILLED and say how to go on (``resume_with``, or the ``make train`` command that does)."""
     _mark(cli, "KILLED")
     if cli.trainer.is_global_zero:
         folder = Path(cli.config.trainer.default_root_dir)
-        go_on = folder.name if folder.parent.name == cli.task else "last"
-        profile = f" PROFILE={cli.profile}" if cli.profile else ""
+        if resume_with is None:
+            go_on = folder.name if folder.parent.name == cli.task else "last"
+            profile = f" PROFILE={cli.profile}" if cli.profile else ""
+            resume_with = f"make train TASK={cli.task}{profile} ARGS='--ckpt_path {go_on}'"
         print(f"\ninterrupted: the MLflow run is marked KILLED, its checkpoints are in {folder / 'checkpoints'}.\n"
-              f"resume: make train TASK={cli.task}{profile} ARGS='--ckpt_path {go_on}'", file=sys.stderr, flush=True)
+              f"resume: {resume_with}", file=sys.stderr, flush=True)
 
 
 USER_ERRORS = (NoRunError, DataFileError, SettingError, CompositionError)  # said in one line, exit code 2, no traceback

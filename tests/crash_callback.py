@@ -34,3 +34,13 @@ class InterruptAfterFirstEpoch(pl.Callback):
     def on_train_epoch_start(self, trainer, pl_module):
         if trainer.current_epoch == 1:
             raise KeyboardInterrupt
+
+
+class InterruptWhileEnvSet(InterruptAfterFirstEpoch):
+    """Ctrl-C at the start of epoch 1 while ``$MATDL_INTERRUPT`` is set (a run that the same command resumes)."""
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        import os
+
+        if os.environ.get("MATDL_INTERRUPT"):
+            super().on_train_epoch_start(trainer, pl_module)

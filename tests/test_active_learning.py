@@ -40,6 +40,33 @@ def test_rounds_acquire_uncertain_rows_once_each_and_resume(workdir, capsys):
         main(["--task", "elemnet", "--rounds", "2", "--batch", "5", "--initial", "10", "--", *task_args("elemnet", *SSUB)])
 
 
+@pytest.mark.slow
+def test_an_interrupted_round_says_to_run_the_same_command_which_continues_it(workdir, capsys, monkeypatch):
+    import mlflow
+
+    from cli.active_learn import main
+
+    args = task_args("elemnet", *SSUB, "--trainer.max_epochs=3", "--trainer.limit_train_batches=2",
+                     "--trainer.limit_val_batches=1", "--trainer.callbacks+=crash_callback.InterruptWhileEnvSet")
+    command = ["--task", "elemnet", "--rounds", "2", "--batch", "20", "--initial", "40", "--acquisition", "random",
+               "--", *args]
+    monkeypatch.setenv("MATDL_INTERRUPT", "1")
+    with pytest.raises(SystemExit) as ended:  # Ctrl-C in round 0, after its first epoch
+        main(command)
+    assert ended.value.code == 130
+    assert "resume: the same make active-learn command" in capsys.readouterr().err
+    runs = mlflow.search_runs(experiment_names=["ssub"])
+    assert runs[runs["tags.al.key"].notna()].iloc[0].status == "KILLED"
+    monkeypatch.delenv("MATDL_INTERRUPT")
+    curve = main(command)
+    assert [n for n, _ in curve] == [40, 60]
+    runs = mlflow.search_runs(experiment_names=["ssub"])
+    parent = runs[runs["tags.al.key"].notna()]
+    rounds = runs[runs["tags.mlflow.parentRunId"] == parent.iloc[0].run_id]
+    assert len(parent) == 1 and parent.iloc[0].status == "FINISHED"
+    assert sorted(rounds["tags.al.round"]) == ["0", "1"] and (rounds.status == "FINISHED").all()  # round 0 resumed
+
+
 def test_labels_to_reach_interpolates_between_rounds():
     from cli.reproduce.active_learning import labels_to_reach
 
@@ -50,6 +77,8 @@ def test_labels_to_reach_interpolates_between_rounds():
 
 @pytest.mark.slow
 def test_the_reproduce_table_compares_both_acquisitions_over_seeds(workdir):
+    import mlflow
+
     from cli.reproduce import main
 
     text = main(["active-learning", "--seeds", "0", "1", "--rounds", "2", "--al-batch", "30", "--initial", "50",
@@ -60,6 +89,12 @@ def test_the_reproduce_table_compares_both_acquisitions_over_seeds(workdir):
     assert "| 50 |" in text and "| 80 |" in text
     assert "the `std` arm needed" in text and "the `cluster` arm needed" in text
     assert (workdir / "outputs" / "reproduce" / "active-learning-elemnet.png").exists()
+    runs = mlflow.search_runs(experiment_names=["ssub", "reproduce"])
+    reproduction = runs[runs["tags.reproduce.table"] == "active-learning"].iloc[0]
+    rounds = runs[runs["tags.al.round"].notna() & (runs.start_time > reproduction.start_time)]
+    summed = reproduction["metrics.training_seconds"]
+    assert len(rounds) == 12 and summed == pytest.approx(rounds["metrics.time/training_s"].sum())  # not only cells'
+    assert f"summed: {summed / 60:.1f} min" in text
 
 
 def test_cluster_acquisition_takes_the_most_uncertain_row_of_each_cluster():

@@ -129,18 +129,19 @@ def main(argv: list[str] | None = None) -> str:
     except BaseException:
         cells.report_failure()
         raise
-    wall = time.perf_counter() - start
+    wall, training = time.perf_counter() - start, cells.training_seconds()
     # one file per table, tasks and dataset: Roost's transfer table does not overwrite ElemNet's, nor MP's SSUB's
     label = "-".join([*opts.tasks] + ([str(opts.data["dataset"])] if opts.data.get("dataset") else []))
     text = (f"# make reproduce TABLE={opts.table} ({label})\n\n{body}\nhardware: {hardware()}\n"
             f"wall time: {wall / 60:.1f} min (this invocation; cells finished earlier were read back); "
-            f"the cells' training (a resumed cell: its last piece), summed: {cells.training_seconds() / 60:.1f} min\n"
+            f"the cells' training (a resumed cell: its last piece), summed: {training / 60:.1f} min\n"
             f"command: python -m cli.reproduce {' '.join(argv)}\n")
     out = Path(opts.output or Path("outputs") / "reproduce" / f"{opts.table}-{label}.md")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text)
     cells.client.log_text(cells.parent_id, text, f"{opts.table}.md")
     cells.client.log_metric(cells.parent_id, "wall_seconds", wall)
+    cells.client.log_metric(cells.parent_id, "training_seconds", training)
     cells.client.set_terminated(cells.parent_id, "FINISHED")
     print(text)
     return text

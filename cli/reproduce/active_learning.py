@@ -61,7 +61,9 @@ def active_learning_table(opts: argparse.Namespace, extra: list[str], cells) -> 
     labels = None
     for seed in opts.seeds:
         for acquisition in arms:
-            curve = ActiveLearning(opts.task, opts.rounds, opts.al_batch, opts.initial, acquisition, seed, args).run()
+            arm = ActiveLearning(opts.task, opts.rounds, opts.al_batch, opts.initial, acquisition, seed, args)
+            curve = arm.run()
+            cells.seconds_elsewhere += arm.training_seconds()
             labels = np.array([n for n, _ in curve])
             curves[acquisition].append(np.array([m for _, m in curve]))
             cells.client.log_metric(cells.parent_id, f"{acquisition}/final_test_mae_seed{seed}", curve[-1][1])

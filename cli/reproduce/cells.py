@@ -74,6 +74,7 @@ class Cells:
             self.parent_id = self.client.create_run(self.experiment_id, run_name=f"reproduce-{table}",
                                                     tags={"reproduce.key": self.key, "reproduce.table": table}).info.run_id
             self.client.log_param(self.parent_id, "args", " ".join(key_parts)[:6000])
+        self.seconds_elsewhere = 0.0  # training in runs that are not cells (active learning's rounds): added by the table
 
     def cell(self, name: str) -> tuple[str, dict[str, float] | None]:
         """(run id, metrics if the cell finished earlier) of the nested run ``name``."""
@@ -93,8 +94,10 @@ class Cells:
                                        max_results=5000)
 
     def training_seconds(self) -> float:
-        """The cells' own training (or forest fitting) seconds, summed over every cell of this reproduction."""
-        return sum(r.data.metrics.get("train_seconds", r.data.metrics.get("fit_seconds", 0.0)) for r in self.runs())
+        """The cells' own training (or forest fitting) seconds, summed over every cell of this reproduction, and
+        ``seconds_elsewhere``."""
+        return self.seconds_elsewhere + sum(r.data.metrics.get("train_seconds", r.data.metrics.get("fit_seconds", 0.0))
+                                            for r in self.runs())
 
     def report_failure(self) -> None:
         """Mark the reproduction FAILED with how many of its cells finished (a rerun keeps those)."""
@@ -118,7 +121,8 @@ class Cells:
         resume = ["--ckpt_path", "last"] if resume_from(run_id, root / name) else []
         start = time.perf_counter()
         cli = train(args + [f"--trainer.logger.init_args.run_id={run_id}", f"--trainer.default_root_dir={root / name}",
-                            *resume])
+                            *resume], resume_with="the same make reproduce command (finished cells are read back; "
+                                                  "this one continues from its last checkpoint)")
         if cli.trainer.interrupted:
             raise KeyboardInterrupt
         seconds = time.perf_counter() - start
