@@ -158,10 +158,9 @@ class ActiveLearning:
             args.append(f"--model.init_args.init_from={self.best_checkpoint(k - 1)}")
         if (folder / "checkpoints" / "last.ckpt").exists():
             args += ["--ckpt_path", "last"]
-        from cli.train import main
+        from cli.train import main, rerun_resumes
 
-        main(args, resume_with="the same make active-learn command (finished rounds are kept; this one continues "
-                               "from its last checkpoint)")
+        main(args, resume_with=rerun_resumes("make active-learn", "finished rounds"))
         mae = self.client.get_run(run.info.run_id).data.metrics["test/mae"]
         self.client.log_metric(self.parent_id, "al/test_mae", mae, step=len(labelled))
         return mae

@@ -93,11 +93,10 @@ class CrossValidation:
 
             baseline(args)
         else:
-            from cli.train import main
+            from cli.train import main, rerun_resumes
 
             resume = ["--ckpt_path", "last"] if (root / "checkpoints" / "last.ckpt").exists() else []
-            main(args + resume, resume_with="the same make cv command (finished folds are kept; this one continues "
-                                            "from its last checkpoint)")
+            main(args + resume, resume_with=rerun_resumes("make cv", "finished folds"))
         return self.client.get_run(run.info.run_id).data.metrics
 
     def summarise(self, per_fold: list[dict[str, float]]) -> str:

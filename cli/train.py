@@ -284,6 +284,12 @@ def _tag(cli: TaskCLI) -> None:
                 logger.experiment.set_tag(logger.run_id, key, value)
 
 
+def rerun_resumes(command: str, kept: str) -> str:
+    """``resume_with`` for a command whose runs are pieces of a whole: running it again keeps ``kept`` and continues
+    the interrupted piece from its last checkpoint."""
+    return f"the same {command} command ({kept} are kept; this one continues from its last checkpoint)"
+
+
 def _killed(cli: TaskCLI, resume_with: str | None = None) -> None:
     """Mark the run KILLED and say how to go on (``resume_with``, or the ``make train`` command that does)."""
     _mark(cli, "KILLED")

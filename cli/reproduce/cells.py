@@ -113,7 +113,7 @@ class Cells:
         interrupted cell resumes from its ``last.ckpt``) unless it finished earlier; ``train_seconds`` (of
         this invocation), ``n_parameters`` and the metrics that ``after(cli)`` returns are logged beside
         the task's metrics."""
-        from cli.train import _mark, main as train
+        from cli.train import _mark, main as train, rerun_resumes
 
         run_id, done = self.cell(name)
         if done is not None and "train_seconds" in done:
@@ -121,8 +121,7 @@ class Cells:
         resume = ["--ckpt_path", "last"] if resume_from(run_id, root / name) else []
         start = time.perf_counter()
         cli = train(args + [f"--trainer.logger.init_args.run_id={run_id}", f"--trainer.default_root_dir={root / name}",
-                            *resume], resume_with="the same make reproduce command (finished cells are read back; "
-                                                  "this one continues from its last checkpoint)")
+                            *resume], resume_with=rerun_resumes("make reproduce", "finished cells"))
         if cli.trainer.interrupted:
             raise KeyboardInterrupt
         seconds = time.perf_counter() - start
