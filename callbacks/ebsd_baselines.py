@@ -62,20 +62,19 @@ def dictionary_index(patterns: torch.Tensor, dictionary: torch.Tensor, quaternio
 
 
 def net_quaternions(pl_module, patterns: torch.Tensor, batch: int) -> tuple[torch.Tensor, float]:
-    """The net's orientations of uint8 [0, 1] patterns (n, H, W), and the seconds taken (after a warm-up)."""
-    was_training = pl_module.training
-    pl_module.eval()
+    """The net's orientations of uint8 [0, 1] patterns (n, H, W), and the seconds taken (after a warm-up), with
+    the net's inference form (:meth:`OrientationRegressor.quaternion_predictor`)."""
+    predict = pl_module.quaternion_predictor()
     out = []
     with torch.inference_mode():
-        pl_module.predict_quaternions(patterns[:batch, None].to(pl_module.device).float() / 255)
+        predict(patterns[:batch, None].to(pl_module.device).float() / 255)
         start = time.perf_counter()
         for first in range(0, len(patterns), batch):
             x = patterns[first:first + batch, None].to(pl_module.device).float() / 255
-            out.append(pl_module.predict_quaternions(x).double().cpu())
+            out.append(predict(x).double().cpu())
         if pl_module.device.type == "cuda":
             torch.cuda.synchronize()
         seconds = time.perf_counter() - start
-    pl_module.train(was_training)
     return torch.cat(out), seconds
 
 

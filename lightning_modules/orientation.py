@@ -18,7 +18,8 @@ absolute Bunge-angle error of the predicted orientation, degrees) and ``val/mde_
 
 from __future__ import annotations
 
-from typing import Literal
+import copy
+from typing import Callable, Literal
 
 import lightning.pytorch as pl
 import torch
@@ -82,6 +83,14 @@ class OrientationRegressor(PreciseBatchNorm, pl.LightningModule):
     def predict_quaternions(self, x: torch.Tensor) -> torch.Tensor:
         """Unit quaternions (B, 4) of the orientations the net sees in patterns (B, 1, H, W)."""
         return self.representation.decode(self.net(x))
+
+    def quaternion_predictor(self) -> Callable[[torch.Tensor], torch.Tensor]:
+        """Patterns (B, 1, H, W) → unit quaternions (B, 4) from a frozen copy of the net as it is now, in its
+        inference form where it has one (OMNet: batch normalisation folded, channels-last); the module's own
+        weights and mode are untouched."""
+        net = self.net.for_inference() if hasattr(self.net, "for_inference") else copy.deepcopy(self.net).eval()
+        decode = self.representation.decode
+        return lambda x: decode(net(x))
 
     def _step(self, batch, stage: str):
         x, q_true = batch

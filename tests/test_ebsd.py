@@ -208,7 +208,7 @@ def test_datamodule_batches_real_patterns_and_noise_augmentation(cache, monkeypa
     x2, q2 = next(iter(dm.train_dataloader()))
     assert torch.equal(q, q2) and not torch.equal(x, x2)  # the same patterns, measured afresh
     xt, qt = next(iter(dm.test_dataloader()))
-    assert xt.shape[0] == min(512, SPEC.n_test)
+    assert xt.shape[0] == min(dm.hparams.eval_batch_size, SPEC.n_test) == 64
     assert torch.allclose(qt.double(), dm.arrays["test"]["quaternions"][:len(qt)])
     assert dm.real["patterns"].shape == (9, 60, 60) and dm.real["nav_shape"] == (3, 3)
     assert dm.cleaning_report["sizes"] == {"train": 125, "val": 40, "test": SPEC.n_test}
@@ -269,6 +269,43 @@ def test_omnet_structure_shared_trunk_and_one_branch_per_output(representation, 
     assert sum(p.numel() for p in paper.branches[0].parameters()) == 2_101_249  # "around 2 million" each
     with pytest.raises(ValueError, match="at least 4 pixels"):
         OMNet(3)
+
+
+def test_omnets_inference_form_predicts_what_the_trained_module_does_and_standardizing_ignores_gain_and_offset():
+    from torch import nn
+
+    from lightning_modules.batchnorm import recompute_batchnorm_statistics
+    from lightning_modules.nets import OMNet
+
+    torch.manual_seed(0)
+    net = OMNet(60, representation="quaternion", standardize=True)
+    optimizer = torch.optim.Adam(net.parameters(), 1e-3)
+    x, y = gaussian_blur(torch.rand(16, 60, 60), 3.0)[:, None], torch.randn(16, 4)  # smooth "bands"
+    for _ in range(5):  # trained affine weights of batch normalisation, and statistics of its own
+        optimizer.zero_grad()
+        (net(x) - y).square().mean().backward()
+        optimizer.step()
+    recompute_batchnorm_statistics(net, [x], net, 1)  # the statistics of these patterns
+    net.train()
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    fast = net.for_inference()
+    assert net.training and all(torch.equal(v, net.state_dict()[k]) for k, v in before.items())  # untouched
+    assert not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in fast.modules())
+    assert fast.trunk[0].weight.is_contiguous(memory_format=torch.channels_last)
+    seen = []
+    net.trunk.register_forward_pre_hook(lambda module, args: seen.append(args[0]))
+    with torch.no_grad():
+        net.eval()
+        features = net.trunk(x)
+        assert features.std(0).mean() > 0.05 * features.abs().mean()  # the shared features differ between patterns
+        torch.testing.assert_close(fast.trunk(x), features, atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(fast(x), net(x), atol=1e-5, rtol=1e-4)
+        net(0.3 * x + 0.5)  # the trunk sees each pattern at zero mean and unit deviation: gain and offset gone
+        torch.testing.assert_close(seen[-1], seen[-2], atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(seen[-1].std(dim=(-2, -1), unbiased=False), torch.ones(16, 1), atol=1e-3, rtol=0)
+        net.standardize = False
+        net(x)
+        assert torch.equal(seen[-1], x)
 
 
 def test_noise_sweep_conditions_are_reproducible_from_their_name_and_seed(cache, tmp_path):

@@ -3,9 +3,11 @@
 1. Accuracy at equal dictionary (with ``--ckpt``, a checkpoint of ``make train TASK=omnet``): the net and
    kikuchipy DI (NCC) against the dictionary the net trained on, mean and median disorientation on the same
    noisy test patterns (the paper: OMNet 0.548° vs DI 0.652°).
-2. Inference patterns/s of both on the same device and patterns (and the net's training samples/s, batch 64,
-   which shows whether the CPU threads are starved, see docs/results/ebsd.md): the net of the checkpoint (or the CPU
-   default OMNet), the paper-size OMNet (~200M parameters), DI against the run's dictionary and against
+2. Inference patterns/s of both on the same device and patterns (the net in its inference form, batch
+   normalisation folded and channels-last, as a run predicts; ``…_as_trained``: the module as it trains; and
+   the net's training samples/s, batch 64, which shows whether the CPU threads are starved, see
+   docs/results/ebsd.md): the net of the checkpoint (or the CPU default OMNet), the paper-size OMNet (~200M
+   parameters), DI against the run's dictionary and against
    others (``--dictionary_steps``, default N = 25 and N = 50: 41,625 patterns, simulated once into the cache);
    DI's cost grows with the dictionary, so the paper's N = 100 + 50 (374,852) rate is extrapolated linearly
    from the measured sizes and printed as such. Target: OMNet ≥ 10× DI at N = 50. Training samples/s in
@@ -20,6 +22,7 @@ Results print and go to the MLflow experiment ``bench``.
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import time
 
@@ -122,7 +125,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     ap.add_argument("--dictionary_steps", type=int, nargs="*", default=[25, 50],
                     help="cubochoric N of the other DI dictionaries timed beside the run's (none: skip)")
     ap.add_argument("--n_test", type=int, default=1000, help="test patterns (without --ckpt)")
-    ap.add_argument("--batch", type=int, default=256, help="net inference batch")
+    ap.add_argument("--batch", type=int, default=64, help="net inference batch (64: fastest on 2 AVX2 cores)")
     ap.add_argument("--pairs", type=int, default=1_000_000, help="pairs for the loss throughput")
     ap.add_argument("--paper_net", type=int, default=1, help="also time the ~200M-parameter paper OMNet (0: skip)")
     args = ap.parse_args(argv)
@@ -151,18 +154,20 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     di = disorientation_degrees(torch.from_numpy(xmap.rotations.data.reshape(-1, 4)), test["quaternions"])
     results.update({"di_mde": float(di.mean()), "di_mde_median": float(np.median(di))})
     if model is not None:
+        predict = model.quaternion_predictor()
         with torch.inference_mode():
-            q = torch.cat([model.predict_quaternions(test["patterns"][i:i + args.batch, None].float() / 255)
+            q = torch.cat([predict(test["patterns"][i:i + args.batch, None].float() / 255)
                            for i in range(0, len(test["patterns"]), args.batch)]).double()
         net = disorientation_degrees(q, test["quaternions"])
         results.update({"omnet_mde": float(net.mean()), "omnet_mde_median": float(np.median(net))})
     net = model.net if model is not None else OMNet(dm.n_features)
     results["omnet_parameters"] = sum(p.numel() for p in net.parameters())
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-    for device in devices:
-        results[f"{device}_omnet_patterns_per_s"] = net_patterns_per_s(net, test["patterns"], device, args.batch)
-    import copy
-
+    for device in devices:  # the inference form runs, as a run's own prediction; the module as trained beside it
+        results[f"{device}_omnet_patterns_per_s"] = net_patterns_per_s(net.for_inference(), test["patterns"], device,
+                                                                       args.batch)
+        results[f"{device}_omnet_patterns_per_s_as_trained"] = net_patterns_per_s(copy.deepcopy(net), test["patterns"],
+                                                                                  device, args.batch)
     for device in devices:  # on a copy: the trained weights stay as loaded
         for name, dtype in (("", torch.float32), ("_bf16", torch.bfloat16)):
             results[f"{device}_omnet_train_samples_per_s{name}"] = net_train_samples_per_s(
@@ -178,7 +183,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
                       branch_widths=(512, 512, 256))
         results["paper_omnet_parameters"] = sum(p.numel() for p in paper.parameters())
         for device in devices:
-            results[f"{device}_paper_omnet_patterns_per_s"] = net_patterns_per_s(paper, test["patterns"][:1024],
+            results[f"{device}_paper_omnet_patterns_per_s"] = net_patterns_per_s(paper.for_inference(),
+                                                                                 test["patterns"][:1024],
                                                                                  device, 64)
         del paper
     sizes, per_pattern = [len(train["patterns"])], [1 / results["cpu_di_patterns_per_s"]]
