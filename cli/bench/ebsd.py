@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     ap.add_argument("--paper_net", type=int, default=1, help="also time the ~200M-parameter paper OMNet (0: skip)")
     args = ap.parse_args(argv)
 
-    from callbacks.ebsd_baselines import disorientation_degrees, dictionary_index
+    from callbacks.ebsd_baselines import dictionary_index, disorientation_degrees, net_quaternions
     from datamodules.ebsd import EBSDDataModule
     from datamodules.simulate.ebsd import master_pattern
     from lightning_modules.nets import OMNet
@@ -154,11 +154,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     di = disorientation_degrees(torch.from_numpy(xmap.rotations.data.reshape(-1, 4)), test["quaternions"])
     results.update({"di_mde": float(di.mean()), "di_mde_median": float(np.median(di))})
     if model is not None:
-        predict = model.quaternion_predictor()
-        with torch.inference_mode():
-            q = torch.cat([predict(test["patterns"][i:i + args.batch, None].float() / 255)
-                           for i in range(0, len(test["patterns"]), args.batch)]).double()
-        net = disorientation_degrees(q, test["quaternions"])
+        net = disorientation_degrees(net_quaternions(model, test["patterns"], args.batch)[0], test["quaternions"])
         results.update({"omnet_mde": float(net.mean()), "omnet_mde_median": float(np.median(net))})
     net = model.net if model is not None else OMNet(dm.n_features)
     results["omnet_parameters"] = sum(p.numel() for p in net.parameters())
@@ -166,8 +162,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     for device in devices:  # the inference form runs, as a run's own prediction; the module as trained beside it
         results[f"{device}_omnet_patterns_per_s"] = net_patterns_per_s(net.for_inference(), test["patterns"], device,
                                                                        args.batch)
-        results[f"{device}_omnet_patterns_per_s_as_trained"] = net_patterns_per_s(copy.deepcopy(net), test["patterns"],
-                                                                                  device, args.batch)
+        results[f"{device}_omnet_patterns_per_s_as_trained"] = net_patterns_per_s(net, test["patterns"], device,
+                                                                                  args.batch)
     for device in devices:  # on a copy: the trained weights stay as loaded
         for name, dtype in (("", torch.float32), ("_bf16", torch.bfloat16)):
             results[f"{device}_omnet_train_samples_per_s{name}"] = net_train_samples_per_s(
