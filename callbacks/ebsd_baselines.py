@@ -3,10 +3,10 @@
 After testing, on the datamodule's own arrays (the background-corrected patterns the net sees):
 
 - the noisy test patterns are indexed by kikuchipy's dictionary indexing (normalised cross-correlation, NCC)
-  against the very dictionary the net trained on; logged: ``test/baseline/dictionary_indexing/mde`` (and
-  ``mde_median``, ``mde_p90``, MSEAE per angle) and ``.../patterns_per_s``, beside the net's
-  ``test/omnet/patterns_per_s`` on the same patterns and device (batch ``eval_batch_size``) and their ratio
-  ``test/omnet/speedup``;
+  against the run's dictionary (the one the net trained on, unless it trained on random orientations); logged:
+  ``test/baseline/dictionary_indexing/mde`` (and ``mde_median``, ``mde_p90``, MSEAE per angle) and
+  ``.../patterns_per_s``, beside the net's ``test/omnet/patterns_per_s`` on the same patterns and device (batch
+  ``eval_batch_size``) and their ratio ``test/omnet/speedup``;
 - the 9 real Ni patterns are indexed the same way (``keep_n=5``) and then refined by kikuchipy's
   ``refine_orientation`` against the master pattern with each pattern's own projection centre; the refined
   orientations are the reference, and ``test/real/omnet/mde`` and ``test/real/dictionary_indexing/mde`` are the
@@ -123,9 +123,9 @@ class DictionaryIndexingBaseline(pl.Callback):
         from datamodules.simulate.ebsd import master_pattern
 
         mp = master_pattern()
-        train, test = dm.arrays["train"], dm.arrays["test"]
-        q_dict, q_true = train["quaternions"].numpy(), test["quaternions"]
-        xmap, di_seconds = dictionary_index(test["patterns"], train["patterns"], q_dict, mp.phase)
+        dictionary, test = dm.arrays["dictionary"], dm.arrays["test"]
+        q_dict, q_true = dictionary["quaternions"].numpy(), test["quaternions"]
+        xmap, di_seconds = dictionary_index(test["patterns"], dictionary["patterns"], q_dict, mp.phase)
         q_di = torch.from_numpy(xmap.rotations.data.reshape(-1, 4))
         di = disorientation_degrees(q_di, q_true)
         q_net, net_seconds = net_quaternions(pl_module, test["patterns"], dm.hparams.eval_batch_size)
@@ -168,7 +168,7 @@ class DictionaryIndexingBaseline(pl.Callback):
                                                 trust_region=list(trust_region))
             return out, time.perf_counter() - began
 
-        xmap, di_seconds = dictionary_index(real["patterns"], dm.arrays["train"]["patterns"], q_dict, mp.phase,
+        xmap, di_seconds = dictionary_index(real["patterns"], dm.arrays["dictionary"]["patterns"], q_dict, mp.phase,
                                             keep_n=5, nav_shape=real["nav_shape"])
         refined, di_refine_seconds = refine(xmap, self.trust_region)
         began = time.perf_counter()

@@ -65,11 +65,11 @@ class NoiseSweep(pl.Callback):
         from datamodules.simulate.ebsd import master_pattern
 
         phase = master_pattern().phase
-        train, q_true = dm.arrays["train"], dm.arrays["test"]["quaternions"]
-        q_dict = train["quaternions"].numpy()
+        dictionary, q_true = dm.arrays["dictionary"], dm.arrays["test"]["quaternions"]
+        q_dict = dictionary["quaternions"].numpy()
         metrics, means, rows = {}, {}, []
         for name, patterns in dm.sweep.items():
-            xmap, _ = dictionary_index(patterns, train["patterns"], q_dict, phase)
+            xmap, _ = dictionary_index(patterns, dictionary["patterns"], q_dict, phase)
             di = disorientation_degrees(xmap.rotations.data.reshape(-1, 4), q_true)
             net = disorientation_degrees(net_quaternions(pl_module, patterns, dm.hparams.eval_batch_size)[0], q_true)
             for method, angles in (("omnet", net), ("dictionary_indexing", di)):

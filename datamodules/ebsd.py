@@ -3,10 +3,11 @@
 ``prepare_data`` simulates the pattern sets once (:mod:`datamodules.simulate.ebsd`); ``setup`` only reads the
 verified cache and prepares what the net sees (:func:`materials.ebsd_patterns.process_patterns`, kept as 8-bit):
 
-- ``train``: the dictionary (cubochoric sampling of the fundamental zone), as the paper trains on it whole;
-  with ``train_noise`` each batch is measured afresh with the test sets' noise model (augmentation), or with
-  ``train_noise: randomized`` with a noise model drawn for each batch from ``noise_ranges`` (or for each
-  ``patterns_per_draw`` patterns of a batch).
+- ``train``: the dictionary (cubochoric sampling of the fundamental zone), as the paper trains on it whole, or
+  with ``train_orientations`` that many noise-free patterns at random orientations (the dictionary then serves
+  only dictionary indexing); with ``train_noise`` each batch is measured afresh with the test sets' noise model
+  (augmentation), or with ``train_noise: randomized`` with a noise model drawn for each batch from
+  ``noise_ranges`` (or for each ``patterns_per_draw`` patterns of a batch).
 - ``val``, ``test``: noisy patterns at uniformly random orientations (1,000 test patterns, as the paper).
 - ``real`` (not a loader; for the baseline callback): kikuchipy's 9 real Ni patterns with their static
   background and detector (binned when the dictionary's detector is a whole fraction of 60×60).
@@ -33,7 +34,7 @@ from datamodules.simulate.ebsd_sweep import generate_sweep, read_sweep
 from datamodules.sources.registry import data_dir
 from materials.ebsd_patterns import NoiseRanges, PatternNoise, check_patterns, process_patterns, to_uint8
 
-SPLIT_SETS = {"train": "dictionary", "val": "val", "test": "test"}
+SPLIT_SETS = {"train": "dictionary", "val": "val", "test": "test"}  # split → set of the cache file
 
 
 class PatternRows(Dataset):
@@ -105,6 +106,8 @@ class EBSDDataModule(SplitLoaders, pl.LightningDataModule):
         detector_shape: (rows, columns) of the detector; the geometry is otherwise the real Ni example's.
         pc: projection centre (Bruker) — default the mean of the example's nine.
         n_val, n_test: noisy patterns at random orientations (the paper tests on 1,000).
+        train_orientations: train on this many noise-free patterns at uniformly random orientations (seeded, simulated
+            once into the cache) instead of the dictionary's grid points; 0 (the paper's way): the dictionary.
         noise: the measurement model of the val/test patterns (and of ``train_noise`` augmentation).
         train_noise: measure every training batch afresh with ``noise``, or (``randomized``) with a noise model
             drawn per batch from ``noise_ranges`` (or per ``noise_ranges.patterns_per_draw`` patterns); false:
@@ -118,7 +121,8 @@ class EBSDDataModule(SplitLoaders, pl.LightningDataModule):
 
     def __init__(self, semi_edge_steps: list[int] | None = None, resolution: float | None = None,
                  detector_shape: tuple[int, int] = (60, 60), pc: tuple[float, float, float] = NI_EXAMPLE_PC,
-                 n_val: int = 500, n_test: int = 1000, noise: PatternNoise = PatternNoise(),
+                 n_val: int = 500, n_test: int = 1000, train_orientations: int = 0,
+                 noise: PatternNoise = PatternNoise(),
                  train_noise: bool | Literal["randomized"] = False, noise_ranges: NoiseRanges = NoiseRanges(),
                  train_fraction: float = 1.0, batch_size: int = 64, eval_batch_size: int = 64, seed: int = 0,
                  simulate_batch: int = 2048, noise_sweep: bool = True):
@@ -142,7 +146,8 @@ class EBSDDataModule(SplitLoaders, pl.LightningDataModule):
             noise_ranges = NoiseRanges(**{k: tuple(v) if isinstance(v, list) else v for k, v in noise_ranges.items()})
         self.noise_ranges = noise_ranges
         self.spec = EBSDDatasetSpec(tuple(steps), tuple(detector_shape), tuple(pc), n_val=n_val, n_test=n_test,
-                                    noise=noise, seed=seed, batch=simulate_batch)
+                                    n_train=train_orientations, noise=noise, seed=seed, batch=simulate_batch)
+        self.split_sets = {**SPLIT_SETS, **({"train": "train"} if train_orientations else {})}
         self.arrays: dict[str, dict[str, torch.Tensor]] = {}
         self.real: dict | None = None
         self.sweep: dict[str, torch.Tensor] = {}  # condition → prepared uint8 patterns of the test orientations
@@ -166,11 +171,13 @@ class EBSDDataModule(SplitLoaders, pl.LightningDataModule):
     def setup(self, stage: str | None = None):
         if self.arrays:
             return
+        # the splits, and the dictionary of dictionary indexing where the net trains on other patterns
+        reads = {**self.split_sets, "dictionary": "dictionary"} if self.hparams.train_orientations else SPLIT_SETS
         with open_checked(self.path, self.spec) as f:
-            data = {split: {"raw": f[name]["patterns"][:], "quaternions": f[name]["quaternions"][:],
-                            "euler": f[name]["euler"][:]} for split, name in SPLIT_SETS.items()}
+            data = {key: {"raw": f[name]["patterns"][:], "quaternions": f[name]["quaternions"][:],
+                          "euler": f[name]["euler"][:]} for key, name in reads.items()}
             made = {f"simulated_{name}_patterns_per_s": float(f[name].attrs["patterns_per_s"])
-                    for name in SPLIT_SETS.values() if "patterns_per_s" in f[name].attrs}
+                    for name in reads.values() if "patterns_per_s" in f[name].attrs}
         if self.hparams.train_fraction < 1:
             n = len(data["train"]["raw"])
             keep = np.sort(np.random.default_rng(self.hparams.seed).permutation(n)[:max(1, round(
@@ -180,9 +187,10 @@ class EBSDDataModule(SplitLoaders, pl.LightningDataModule):
             self.arrays[split] = {"patterns": prepared(arrays["raw"]),
                                   "quaternions": torch.from_numpy(arrays["quaternions"]),  # float64, as orix's
                                   "euler": torch.from_numpy(arrays["euler"]).float()}
+        self.arrays.setdefault("dictionary", self.arrays["train"])  # what dictionary indexing searches
         self.splits = {split: PatternRows(self.arrays[split]["patterns"], self.arrays[split]["quaternions"].float())
                        for split in SPLIT_SETS}
-        if self.hparams.train_noise:  # the ideal dictionary patterns, measured afresh per batch
+        if self.hparams.train_noise:  # the ideal training patterns, measured afresh per batch
             noise = self.noise_ranges if self.hparams.train_noise == "randomized" else self.spec.noise
             self.splits["train"] = PatternRows(torch.from_numpy(data["train"]["raw"]),
                                                self.arrays["train"]["quaternions"].float(), noise, self.spec.pc[0])
@@ -195,7 +203,8 @@ class EBSDDataModule(SplitLoaders, pl.LightningDataModule):
                 raise ValueError(f"the noise sweep's orientations differ from the test set's in {self.path}")
             self.sweep = {name: prepared(patterns) for name, patterns in raw.items()}
         self.cleaning_report = {"cache": str(self.path), "semi_edge_steps": list(self.spec.semi_edge_steps),
-                                "sizes": {s: len(a["patterns"]) for s, a in self.arrays.items()},
+                                "trained_on": self.split_sets["train"],
+                                "sizes": {s: len(self.arrays[s]["patterns"]) for s in reads},
                                 "real_patterns": 0 if self.real is None else len(self.real["patterns"]),
                                 "noise_sweep": {name: len(p) for name, p in self.sweep.items()},
                                 **made, **{f"this_run_{k}": v for k, v in self.generation.items()}}

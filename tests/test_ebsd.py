@@ -219,6 +219,36 @@ def test_datamodule_batches_real_patterns_and_noise_augmentation(cache, monkeypa
     assert EBSDDataModule(resolution=4.0).spec.semi_edge_steps == (33,)  # orix: 4° -> N = 33 (11,935 patterns)
 
 
+def test_a_random_training_set_is_noise_free_and_dictionary_indexing_keeps_the_dictionary(cache, mp, monkeypatch,
+                                                                                          tmp_path):
+    from datamodules.ebsd import EBSDDataModule
+
+    _, _, arrays = cache
+    spec = dataclasses.replace(SPEC, n_train=50)
+    assert "n_train" not in SPEC.content() and spec.cache_name() != SPEC.cache_name()  # older caches keep their names
+    monkeypatch.setenv("MATDL_DATA_DIR", str(tmp_path))
+    dm = EBSDDataModule(semi_edge_steps=[7], n_val=40, n_test=SPEC.n_test, train_orientations=50, noise_sweep=False,
+                        batch_size=16)
+    assert dm.spec == spec
+    dm.prepare_data()
+    dm.setup()
+    train = dm.arrays["train"]["quaternions"].numpy()
+    assert len(train) == 50 and (train[:, 0] > 0.85).all()  # random orientations in the fundamental zone
+    with open_checked(dm.path, spec) as f:  # kikuchipy's patterns of them, no noise; the other sets unchanged
+        assert np.array_equal(f["train"]["patterns"][:], project(mp, spec.detector(), train, spec.energy))
+        for name in SETS:
+            assert np.array_equal(f[name]["quaternions"][:], arrays[name]["quaternions"])
+    assert disorientation(torch.from_numpy(train), torch.from_numpy(orientations(SPEC, "dictionary"))[:, None],
+                          cubic_symmetry()).min() > 1e-3  # none of them a grid point
+    assert len(dm.arrays["dictionary"]["patterns"]) == 125  # what dictionary indexing searches
+    assert dm.cleaning_report["sizes"] == {"train": 50, "val": 40, "test": SPEC.n_test, "dictionary": 125}
+    assert dm.cleaning_report["trained_on"] == "train"
+    x, q = next(iter(dm.train_dataloader()))
+    assert x.shape == (16, 1, 60, 60) and q.shape == (16, 4)
+    with pytest.raises(ValueError, match="n_train must be >= 0"):
+        dataclasses.replace(SPEC, n_train=-1)
+
+
 def test_simulated_twins_of_the_real_patterns_match_them_where_a_wrong_orientation_does_not(cache, mp, monkeypatch):
     """A twin has its real pattern's orientation (here dictionary indexing's, a coarse dictionary) and projection
     centre: it correlates with the real pattern; the same twin turned by 30° does not."""

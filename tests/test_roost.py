@@ -112,7 +112,8 @@ def test_messages_weighted_before_their_last_layer_equal_the_pairwise_messages()
 
 def test_a_fit_starts_the_embeddings_from_the_datas_mat2vec_table(workdir):
     """The net loads no file: the data hand it the table when a fit starts (every ensemble member), and a
-    checkpoint's rows come with its weights; without a datamodule that gives tables the fit says so."""
+    checkpoint's rows come with its weights; the rows are fine-tuned unless the net keeps them fixed; without a
+    datamodule that gives tables the fit says so."""
     import subprocess
     import sys
 
@@ -139,6 +140,12 @@ def test_a_fit_starts_the_embeddings_from_the_datas_mat2vec_table(workdir):
     table = CompositionDataModule.element_table("mat2vec")
     assert table.shape == (86, 200) and all(torch.equal(t, table) for t in seen.tables)
     assert not torch.equal(module.net.embedding.weight, table)  # then fine-tuned
+    fixed = Roost(fine_tune_embedding=False, width=8, n_layers=1, heads=1, hidden=16, pool_heads=1, head=(16,))
+    projection = fixed.project.weight.detach().clone()
+    pl.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False, fast_dev_run=1).fit(
+        PropertyRegressor(fixed), datamodule=data)
+    assert torch.equal(fixed.embedding.weight, table)  # the paper's fixed input features
+    assert not torch.equal(fixed.project.weight, projection)  # the projection after them learns
     batch = next(iter(data.train_dataloader()))
     with pytest.raises(ValueError, match="starts from the element table 'mat2vec'"):
         pl.Trainer(logger=False, enable_checkpointing=False, fast_dev_run=1).fit(

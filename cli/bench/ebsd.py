@@ -1,8 +1,8 @@
 """``make bench-ebsd``: OMNet against dictionary indexing (DI) on this machine (CPU, and a GPU when present).
 
 1. Accuracy at equal dictionary (with ``--ckpt``, a checkpoint of ``make train TASK=omnet``): the net and
-   kikuchipy DI (NCC) against the dictionary the net trained on, mean and median disorientation on the same
-   noisy test patterns (the paper: OMNet 0.548° vs DI 0.652°).
+   kikuchipy DI (NCC) against the run's dictionary (the checkpoint's, else ``--semi_edge_steps``), mean and
+   median disorientation on the same noisy test patterns (the paper: OMNet 0.548° vs DI 0.652°).
 2. Inference patterns/s of both on the same device and patterns (the net in its inference form, batch
    normalisation folded and channels-last, as a run predicts; ``…_as_trained``: the module as it trains; and
    the net's training samples/s, batch 64, which shows whether the CPU threads are starved, see
@@ -146,10 +146,12 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     dm.prepare_data()
     dm.setup()
     mp = master_pattern()
-    train, test = dm.arrays["train"], dm.arrays["test"]
-    results: dict[str, float] = {"dictionary_patterns": len(train["patterns"]), "test_patterns": len(test["patterns"])}
+    dictionary, test = dm.arrays["dictionary"], dm.arrays["test"]
+    results: dict[str, float] = {"dictionary_patterns": len(dictionary["patterns"]),
+                                 "test_patterns": len(test["patterns"])}
 
-    xmap, seconds = dictionary_index(test["patterns"], train["patterns"], train["quaternions"].numpy(), mp.phase)
+    xmap, seconds = dictionary_index(test["patterns"], dictionary["patterns"], dictionary["quaternions"].numpy(),
+                                     mp.phase)
     results["cpu_di_patterns_per_s"] = len(test["patterns"]) / seconds
     di = disorientation_degrees(torch.from_numpy(xmap.rotations.data.reshape(-1, 4)), test["quaternions"])
     results.update({"di_mde": float(di.mean()), "di_mde_median": float(np.median(di))})
@@ -183,13 +185,13 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
                                                                                  test["patterns"][:1024],
                                                                                  device, 64)
         del paper
-    sizes, per_pattern = [len(train["patterns"])], [1 / results["cpu_di_patterns_per_s"]]
+    sizes, per_pattern = [len(dictionary["patterns"])], [1 / results["cpu_di_patterns_per_s"]]
     for steps in args.dictionary_steps:  # DI against other dictionaries, simulated once into the cache
         other = EBSDDataModule(semi_edge_steps=[steps], n_test=dm.hparams.n_test, n_val=dm.hparams.n_val,
                                seed=dm.hparams.seed)
         other.prepare_data()
         other.setup()
-        patterns = other.arrays["train"]
+        patterns = other.arrays["dictionary"]
         _, seconds = dictionary_index(test["patterns"], patterns["patterns"], patterns["quaternions"].numpy(), mp.phase)
         results[f"dictionary_N{steps}_patterns"] = len(patterns["patterns"])
         results[f"cpu_di_N{steps}_patterns_per_s"] = len(test["patterns"]) / seconds

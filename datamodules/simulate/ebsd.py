@@ -10,6 +10,8 @@ to [0, 255]). One file per parameter set (``<data>/ebsd/ni-…-<hash>.h5``), thr
   (Jha et al.: N = 100 → 333,227 and N = 50 → 41,625 patterns, 374,852 together); noise-free.
 - ``val`` and ``test``: orientations uniform on SO(3) (seeded), reduced to the fundamental zone, measured with
   :class:`materials.ebsd_patterns.PatternNoise` (the dissertation's 1,000 test patterns).
+- ``train`` (only where ``n_train`` > 0): noise-free patterns at ``n_train`` orientations uniform on SO(3) (seeded
+  apart from the test and validation orientations), to train on instead of the dictionary's grid points.
 
 Stored per set: ``patterns`` (n, H, W) uint8 (chunks of 256 patterns, gzip, Fletcher-32 checksums),
 ``quaternions`` (n, 4) and Bunge ``euler`` (n, 3) from orix, the count of finished patterns ``n_done`` and the
@@ -37,7 +39,8 @@ from materials.ebsd_patterns import PatternNoise
 from materials.orientations import random_quaternions, to_fundamental_zone
 
 SIMULATOR_VERSION = 1
-SETS = ("dictionary", "val", "test")
+SETS = ("dictionary", "val", "test")  # in every file; "train" too where a spec asks for it (EBSDDatasetSpec.sets)
+SEED_INDEX = {name: i for i, name in enumerate((*SETS, "train"))}  # seeds a set's random orientations
 CHUNK = 256  # patterns per HDF5 chunk and per noise seed block
 # kikuchipy's real Ni example (nickel_ebsd_small): the mean of its nine projection centres (Bruker convention)
 NI_EXAMPLE_PC = (0.425139, 0.213367, 0.500707)
@@ -55,6 +58,7 @@ class EBSDDatasetSpec:
     energy: float = 20.0
     n_val: int = 500
     n_test: int = 1000
+    n_train: int = 0  # noise-free patterns at random orientations to train on (0: none, the dictionary's grid)
     noise: PatternNoise = PatternNoise()
     seed: int = 0
     batch: int = field(default=2048, compare=False)  # patterns per kikuchipy call: speed only, not content
@@ -68,6 +72,12 @@ class EBSDDatasetSpec:
             raise ValueError(f"projection centre must be Bruker fractions of the detector, got {self.pc}")
         if self.n_val < 1 or self.n_test < 1:
             raise ValueError(f"n_val and n_test must be >= 1, got {self.n_val}, {self.n_test}")
+        if self.n_train < 0:
+            raise ValueError(f"n_train must be >= 0 (0: no random training set), got {self.n_train}")
+
+    def sets(self) -> tuple[str, ...]:
+        """The pattern sets of this spec's file."""
+        return (*SETS, "train") if self.n_train else SETS
 
     def content(self) -> dict:
         import kikuchipy
@@ -77,7 +87,7 @@ class EBSDDatasetSpec:
                 "semi_edge_steps": list(self.semi_edge_steps), "shape": list(self.shape),
                 "pc": [round(float(p), 6) for p in self.pc], "sample_tilt": self.sample_tilt, "tilt": self.tilt,
                 "energy": self.energy, "n_val": self.n_val, "n_test": self.n_test, "noise": self.noise.content(),
-                "seed": self.seed}
+                "seed": self.seed, **({"n_train": self.n_train} if self.n_train else {})}  # old names kept
 
     def cache_name(self) -> str:
         digest = hashlib.sha256(json.dumps(self.content(), sort_keys=True).encode()).hexdigest()[:12]
@@ -119,8 +129,8 @@ def orientations(spec: EBSDDatasetSpec, name: str) -> np.ndarray:
                  for n in spec.semi_edge_steps]
         q = np.concatenate(parts).reshape(-1, 4)
         return np.where(q[:, :1] < 0, -q, q)
-    n = spec.n_val if name == "val" else spec.n_test
-    g = torch.Generator().manual_seed(spec.seed * 1_000_003 + SETS.index(name))
+    n = {"val": spec.n_val, "test": spec.n_test, "train": spec.n_train}[name]
+    g = torch.Generator().manual_seed(spec.seed * 1_000_003 + SEED_INDEX[name])
     return to_fundamental_zone(random_quaternions(n, g)).numpy()
 
 
@@ -130,7 +140,7 @@ def _create(path: Path, spec: EBSDDatasetSpec):
 
     with h5py.File(path, "w") as f:
         f.attrs["spec"] = json.dumps(spec.content(), sort_keys=True)
-        for name in SETS:
+        for name in spec.sets():
             q = orientations(spec, name)
             g = f.create_group(name)
             g.attrs["n_done"] = 0
@@ -149,7 +159,7 @@ def _verify(path: Path, spec: EBSDDatasetSpec) -> dict[str, int] | str:
             if json.loads(f.attrs.get("spec", "{}")) != spec.content():
                 return "its recorded parameters differ from the ones its name stands for"
             done = {}
-            for name in SETS:
+            for name in spec.sets():
                 g = f[name]
                 g["quaternions"][:], g["euler"][:]
                 done[name] = int(g.attrs["n_done"])
@@ -169,7 +179,7 @@ def _verify(path: Path, spec: EBSDDatasetSpec) -> dict[str, int] | str:
 def open_checked(path: Path, spec: EBSDDatasetSpec):
     """The finished cache file of ``spec``, opened for reading, after checking its parameters and completeness."""
     f = open_spec_file(path, spec.content(), "EBSD pattern cache")
-    for name in SETS:
+    for name in spec.sets():
         if int(f[name].attrs["n_done"]) != len(f[name]["quaternions"]):
             f.close()
             raise ValueError(f"{path}: {name} set unfinished; run prepare_data to resume the simulation")
@@ -195,15 +205,15 @@ def generate(spec: EBSDDatasetSpec, root: Path, progress: bool = True) -> tuple[
         done = None
     if done is None:
         _create(path, spec)
-        done = dict.fromkeys(SETS, 0)
+        done = dict.fromkeys(spec.sets(), 0)
     with h5py.File(path, "r") as f:
-        sizes = {name: len(f[name]["quaternions"]) for name in SETS}
+        sizes = {name: len(f[name]["quaternions"]) for name in spec.sets()}
     stats: dict[str, float] = {"patterns": 0.0, "seconds": 0.0}
-    if all(done[n] == sizes[n] for n in SETS):
+    if all(done[n] == sizes[n] for n in spec.sets()):
         return path, stats
     mp, detector = master_pattern(), spec.detector()
     step = max(CHUNK, spec.batch // CHUNK * CHUNK)
-    for name in SETS:
+    for name in spec.sets():
         if done[name] == sizes[name]:
             continue
         with h5py.File(path, "r") as f:
@@ -214,7 +224,7 @@ def generate(spec: EBSDDatasetSpec, root: Path, progress: bool = True) -> tuple[
         for first in range(start, sizes[name], step):
             rows = slice(first, min(first + step, sizes[name]))
             patterns = project(mp, detector, q_all[rows], spec.energy)
-            if name != "dictionary":
+            if name in ("val", "test"):  # the dictionary and the training set stay noise-free
                 patterns = _measure(spec, name, first, patterns)
             with h5py.File(path, "r+") as f:
                 f[name]["patterns"][rows] = patterns

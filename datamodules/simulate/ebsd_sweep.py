@@ -26,7 +26,7 @@ from materials.ebsd_patterns import NOISE_SWEEP, NOISE_SWEEP_VERSION, Measuremen
 
 def sweep_content(spec: EBSDDatasetSpec, conditions: dict[str, MeasurementCondition] = NOISE_SWEEP) -> dict:
     """What decides the sweep's patterns: the test set (geometry, orientations' seed, size) and the conditions."""
-    test_set = {k: v for k, v in spec.content().items() if k not in ("semi_edge_steps", "n_val", "noise")}
+    test_set = {k: v for k, v in spec.content().items() if k not in ("semi_edge_steps", "n_val", "n_train", "noise")}
     return {"noise_sweep_version": NOISE_SWEEP_VERSION, "test_set": test_set,
             "conditions": {name: {"noise": c.noise.content(), "pc_error": [float(e) for e in c.pc_error]}
                            for name, c in conditions.items()}}

@@ -131,8 +131,11 @@ class Roost(nn.Module):
     Args:
         n_features: input width (linked from the data: the 86 ElemNet elements).
         element_embedding: the table the element embeddings start from, ``mat2vec`` (200-d, Tshitoyan et al.
-            2019; fine-tuned), which the data hand over at the start of a fit (:meth:`use_element_table`), or
-            ``learned`` (drawn at random, 200-d).
+            2019), which the data hand over at the start of a fit (:meth:`use_element_table`), or ``learned``
+            (drawn at random, 200-d).
+        fine_tune_embedding: train a table's rows with the net (True), or keep them fixed as the paper does,
+            where the pretrained vectors are the elements' input features and only the projection after them
+            learns (False). A ``learned`` table is always trained.
         width: node width (the paper's 64; the fraction is one of its channels).
         n_layers, heads, hidden: message passing (3 layers × 3 heads, 256-wide MLPs).
         pool_heads: heads of the weighted attention pooling.
@@ -140,7 +143,8 @@ class Roost(nn.Module):
     """
 
     def __init__(self, n_features: int = N_ELEMENTS, element_embedding: Literal["mat2vec", "learned"] = "mat2vec",
-                 width: int = 64, n_layers: int = 3, heads: int = 3, hidden: int = 256, pool_heads: int = 3,
+                 fine_tune_embedding: bool = True, width: int = 64, n_layers: int = 3, heads: int = 3,
+                 hidden: int = 256, pool_heads: int = 3,
                  head: list[int] | tuple[int, ...] = (1024, 512, 256, 128, 64)):
         super().__init__()
         if n_features != N_ELEMENTS:
@@ -153,7 +157,8 @@ class Roost(nn.Module):
         # a table's rows arrive with the data (zeros until then, drawing no random numbers); a checkpoint's
         # fine-tuned rows come with its weights
         self.embedding = (nn.Embedding(N_ELEMENTS, 200) if self.element_table is None
-                          else nn.Embedding.from_pretrained(torch.zeros(N_ELEMENTS, 200), freeze=False))
+                          else nn.Embedding.from_pretrained(torch.zeros(N_ELEMENTS, 200),
+                                                            freeze=not fine_tune_embedding))
         self.project = nn.Linear(self.embedding.embedding_dim, width - 1)
         self.layers = nn.ModuleList(WeightedAttentionLayer(width, heads, hidden) for _ in range(n_layers))
         self.pool = WeightedAttentionPooling(width, pool_heads, hidden)
