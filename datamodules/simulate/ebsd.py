@@ -4,7 +4,7 @@ Patterns are kikuchipy's projection of its Ni master pattern (``nickel_ebsd_mast
 20 kV, square Lambert, both hemispheres; offline) onto a detector with the geometry of kikuchipy's real Ni
 example (``nickel_ebsd_small``: 60×60, Bruker PC (0.4251, 0.2134, 0.5007) = the mean of its 3×3 PCs, sample
 tilt 70°, detector tilt 0°), as 8-bit ``get_patterns(..., dtype_out=uint8)`` output (each pattern stretched
-to [0, 255]). One file per parameter set (``<data>/ebsd/ni-…-<hash>.h5``), three sets in it:
+to [0, 255]). One file per parameter set (``<data>/ebsd/ni-…-<hash>.h5``), three or four sets in it:
 
 - ``dictionary``: orix's cubochoric sampling of the m-3m fundamental zone, one or more semi-edge step counts N
   (Jha et al.: N = 100 → 333,227 and N = 50 → 41,625 patterns, 374,852 together); noise-free.
