@@ -147,7 +147,6 @@ class EBSDDataModule(SplitLoaders, pl.LightningDataModule):
         self.noise_ranges = noise_ranges
         self.spec = EBSDDatasetSpec(tuple(steps), tuple(detector_shape), tuple(pc), n_val=n_val, n_test=n_test,
                                     n_train=train_orientations, noise=noise, seed=seed, batch=simulate_batch)
-        self.split_sets = {**SPLIT_SETS, **({"train": "train"} if train_orientations else {})}
         self.arrays: dict[str, dict[str, torch.Tensor]] = {}
         self.real: dict | None = None
         self.sweep: dict[str, torch.Tensor] = {}  # condition → prepared uint8 patterns of the test orientations
@@ -171,8 +170,8 @@ class EBSDDataModule(SplitLoaders, pl.LightningDataModule):
     def setup(self, stage: str | None = None):
         if self.arrays:
             return
-        # the splits, and the dictionary of dictionary indexing where the net trains on other patterns
-        reads = {**self.split_sets, "dictionary": "dictionary"} if self.hparams.train_orientations else SPLIT_SETS
+        # the splits' sets; where the net trains on random orientations, also the dictionary of dictionary indexing
+        reads = {**SPLIT_SETS, "train": "train", "dictionary": "dictionary"} if self.spec.n_train else SPLIT_SETS
         with open_checked(self.path, self.spec) as f:
             data = {key: {"raw": f[name]["patterns"][:], "quaternions": f[name]["quaternions"][:],
                           "euler": f[name]["euler"][:]} for key, name in reads.items()}
@@ -203,7 +202,7 @@ class EBSDDataModule(SplitLoaders, pl.LightningDataModule):
                 raise ValueError(f"the noise sweep's orientations differ from the test set's in {self.path}")
             self.sweep = {name: prepared(patterns) for name, patterns in raw.items()}
         self.cleaning_report = {"cache": str(self.path), "semi_edge_steps": list(self.spec.semi_edge_steps),
-                                "trained_on": self.split_sets["train"],
+                                "trained_on": reads["train"],
                                 "sizes": {s: len(self.arrays[s]["patterns"]) for s in reads},
                                 "real_patterns": 0 if self.real is None else len(self.real["patterns"]),
                                 "noise_sweep": {name: len(p) for name, p in self.sweep.items()},
